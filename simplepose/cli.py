@@ -1,0 +1,56 @@
+"""Shared command-line plumbing: --config/--set, logging, --version, and clean one-line user errors."""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import sys
+
+import simplepose
+from simplepose.config import ConfigError, load_config
+
+LOG = logging.getLogger(__name__)
+
+
+class UserError(Exception):
+    """A problem with the user's input (file, flag, data): reported as one line, no traceback."""
+
+
+def make_parser(doc: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"simplepose {simplepose.__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="logging verbosity")
+    return parser
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="experiment YAML file (see configs/)")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values, e.g. --set train.learning_rate=1e-4 data.stride=8")
+
+
+def config_from_args(args):
+    return load_config(args.config, args.overrides)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def run_main(main):
+    """Decorator for a script's ``main(argv) -> int``: user errors become one line on stderr and exit 2."""
+
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        try:
+            return main(argv)
+        except (UserError, ConfigError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper

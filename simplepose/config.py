@@ -1,0 +1,361 @@
+"""Experiment configuration: frozen dataclasses < YAML file < ``--set section.key=value``."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import typing
+from typing import Optional
+
+import yaml
+
+from simplepose.skeleton import SKELETONS
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is wrong; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    #: Skeleton (limb set) name, see ``simplepose.skeleton.SKELETONS``.
+    skeleton: str = "coco18_limbs24"
+    #: Square training crop side, in pixels.
+    input_size: int = 368
+    #: Output stride of the network maps.
+    stride: int = 8
+    #: Parallel workers for per-sample work (0 = one per CPU core).
+    workers: int = 0
+    #: Shuffle buffer (samples) of the training stream.
+    shuffle_buffer: int = 512
+    #: Batches kept ready ahead of the training step.
+    prefetch: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    #: The main person's bbox height becomes this fraction of the crop side.
+    target_dist: float = 0.6
+    #: Probability of a random scale jitter (the seed's inverted test made it never fire).
+    scale_prob: float = 1.0
+    #: Scale jitter range.
+    scale_min: float = 0.8
+    scale_max: float = 1.2
+    #: Rotation is uniform in [-max_rotate_deg, max_rotate_deg].
+    max_rotate_deg: float = 40.0
+    #: Centre shift, uniform in [-center_shift_px, center_shift_px] crop pixels on each axis.
+    center_shift_px: float = 40.0
+    #: Probability of a horizontal flip (with left/right swap).
+    flip_prob: float = 0.5
+    #: Probability of an HSV colour jitter (the seed's inverted test made it 0.8).
+    tint_prob: float = 0.2
+    #: HSV jitter half-ranges (OpenCV units: hue 0..179, saturation and value 0..255).
+    hue_shift: int = 10
+    sat_shift: int = 40
+    val_shift: int = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetConfig:
+    #: Keypoint Gaussian sigma, input pixels.
+    keypoint_sigma: float = 7.0
+    #: Limb Gaussian sigma (distance to the limb), input pixels.
+    limb_sigma: float = 5.0
+    #: Target values at or below this are zeroed.
+    threshold: float = 0.01
+    #: ``capsule``: distance to the segment; ``seed_box``: the seed's line cut by a widened box.
+    limb_shape: str = "capsule"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    #: ``model3`` (published Simple Pose net), ``openpose`` (CMU-style stages) or ``topdown``.
+    architecture: str = "model3"
+    #: Number of prediction stages.
+    num_stages: int = 3
+    #: Multiplies every head width (1.0 = published); small values give the tiny test model.
+    width_multiplier: float = 1.0
+    #: Multiplies the VGG backbone widths (1.0 = published, required for ImageNet weights).
+    backbone_width_multiplier: float = 1.0
+    #: ``none``, ``imagenet`` or a path to a weights file.
+    backbone_weights: str = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    #: ``focal_l2`` (published) or ``l2``.
+    kind: str = "focal_l2"
+    #: Focal exponent: weight (1 - p_t) ** gamma.
+    gamma: float = 2.0
+    #: Target values above this are positives for the focal weight.
+    positive_threshold: float = 0.01
+    #: Weight of each stage's loss, first stage first.
+    stage_weights: tuple[float, ...] = (0.5, 0.8, 1.0)
+    #: Weight of the limb branch relative to the keypoint branch.
+    limb_weight: float = 0.3333
+    #: L2 penalty on conv kernels (Keras ``L2``: coefficient * sum(w^2)).
+    weight_decay: float = 5e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    #: ``adam`` or ``sgd`` (momentum).
+    optimizer: str = "adam"
+    learning_rate: float = 1e-4
+    #: Per-iteration inverse-time decay of the learning rate (Keras 2 ``decay``).
+    lr_time_decay: float = 2e-5
+    #: Step schedule: multiply the rate by ``lr_step_factor`` every ``lr_step_epochs`` epochs (0 = never).
+    lr_step_factor: float = 0.6
+    lr_step_epochs: float = 10.2
+    momentum: float = 0.9
+    #: Per-layer learning-rate multipliers (spec 5.3).
+    lr_multipliers: bool = True
+    #: Global batch size (split evenly over replicas).
+    batch_size: int = 25
+    epochs: int = 100
+    #: Steps per epoch (0 = one pass over the training file).
+    steps_per_epoch: int = 0
+    seed: int = 0
+    #: ``auto``, ``one``, ``mirrored`` or ``multiworker``.
+    strategy: str = "auto"
+    #: Use mixed_float16 on GPUs.
+    mixed_precision: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    #: Reference box size: scale 1 resizes the image height to this.
+    box_size: int = 368
+    #: Test-time scales relative to ``box_size``.
+    scales: tuple[float, ...] = (1.0,)
+    #: Average with the horizontally mirrored prediction.
+    flip: bool = False
+    #: Keypoint peak threshold.
+    peak_threshold: float = 0.15
+    #: Limb sample threshold.
+    limb_threshold: float = 0.15
+    #: Fraction of limb samples that must exceed ``limb_threshold``.
+    limb_min_fraction: float = 0.9
+    #: Minimum keypoints per person, and minimum mean score per keypoint.
+    min_keypoints: int = 2
+    min_mean_score: float = 0.45
+
+
+@dataclasses.dataclass(frozen=True)
+class TopDownConfig:
+    #: Crop input (height, width) in pixels; heatmaps are this divided by 4.
+    input_shape: tuple[int, ...] = (256, 192)
+    #: Person boxes are grown to this width/height aspect, then enlarged by ``box_scale``.
+    box_scale: float = 1.25
+    #: Heatmap Gaussian sigma, heatmap cells.
+    sigma: float = 2.0
+    #: Number of transposed-conv upsampling layers in the head.
+    num_deconv: int = 3
+    deconv_filters: int = 256
+    #: ``none``, ``holistic`` or ``holistic+partwise``.
+    attention: str = "none"
+    #: ``crf`` (mean-field with a learned spatial kernel) or ``softmax`` (spatial softmax).
+    attention_kernel: str = "crf"
+    #: Mean-field iterations and pairwise kernel size of the CRF attention.
+    crf_iterations: int = 3
+    crf_kernel_size: int = 3
+    #: Training augmentation: scale factor range, rotation probability and bound, flip probability.
+    scale_factor: float = 0.3
+    rotate_prob: float = 0.6
+    max_rotate_deg: float = 40.0
+    flip_prob: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole experiment. Every section has documented defaults; see ``configs/`` for experiments."""
+
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    targets: TargetConfig = TargetConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    inference: InferenceConfig = InferenceConfig()
+    topdown: TopDownConfig = TopDownConfig()
+
+    def __post_init__(self):
+        _validate(self)
+
+    # === Building ===
+    @classmethod
+    def from_dict(cls, tree: dict, *, source: str = "config") -> "Config":
+        """Build from a nested dict; unknown sections or keys are a ``ConfigError``."""
+        return _build(cls, tree or {}, source)
+
+    @classmethod
+    def from_yaml(cls, path) -> "Config":
+        try:
+            with open(path) as f:
+                tree = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if tree is not None and not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        return cls.from_dict(tree or {}, source=str(path))
+
+    def with_overrides(self, overrides) -> "Config":
+        """Apply ``section.key=value`` strings; values are parsed as YAML (``[0.5, 1]``, ``true``, ``1e-4``)."""
+        tree = self.to_dict()
+        for item in overrides or ():
+            key, sep, raw = item.partition("=")
+            parts = key.strip().split(".")
+            if not sep or len(parts) != 2 or not all(parts):
+                raise ConfigError(f"--set {item!r}: expected section.key=value")
+            section, name = parts
+            if section not in tree:
+                raise ConfigError(f"--set {item!r}: unknown section {section!r}; known: {', '.join(tree)}")
+            if name not in tree[section]:
+                raise ConfigError(f"--set {item!r}: unknown key {name!r} in section {section!r}; "
+                                  f"known: {', '.join(tree[section])}")
+            try:
+                tree[section][name] = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+        return Config.from_dict(tree, source="--set")
+
+    # === Writing ===
+    def to_dict(self) -> dict:
+        return {f.name: _plain(dataclasses.asdict(getattr(self, f.name))) for f in dataclasses.fields(self)}
+
+    def to_yaml(self, path=None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
+
+    @property
+    def skeleton(self):
+        return SKELETONS[self.data.skeleton]
+
+
+def load_config(path=None, overrides=()) -> Config:
+    """Defaults < YAML file at ``path`` (optional) < ``overrides`` (``section.key=value`` strings)."""
+    cfg = Config.from_yaml(path) if path else Config()
+    return cfg.with_overrides(overrides)
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls, tree, source):
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: expected a mapping for {cls.__name__}, got {type(tree).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(tree) - names)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))} for "
+                          f"{cls.__name__}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in tree.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, value or {}, f"{source}: {name}")
+        else:
+            kwargs[name] = _coerce(value, kind, f"{source}: {name}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _coerce(value, kind, where):
+    origin = typing.get_origin(kind)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (kind,) = [a for a in typing.get_args(kind) if a is not type(None)]
+        return _coerce(value, kind, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        (item, _) = typing.get_args(kind)
+        return tuple(_coerce(v, item, where) for v in value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+_CHOICES = {
+    ("data", "skeleton"): tuple(SKELETONS),
+    ("targets", "limb_shape"): ("capsule", "seed_box"),
+    ("model", "architecture"): ("model3", "openpose", "topdown"),
+    ("loss", "kind"): ("focal_l2", "l2"),
+    ("train", "optimizer"): ("adam", "sgd"),
+    ("train", "strategy"): ("auto", "one", "mirrored", "multiworker"),
+    ("topdown", "attention"): ("none", "holistic", "holistic+partwise"),
+    ("topdown", "attention_kernel"): ("crf", "softmax"),
+}
+
+
+def _validate(cfg: Config) -> None:
+    for (section, key), choices in _CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in choices:
+            raise ConfigError(f"{section}.{key}={value!r}: expected one of {', '.join(choices)}")
+    d = cfg.data
+    if d.stride not in (4, 8):
+        raise ConfigError(f"data.stride={d.stride}: expected 4 or 8")
+    if d.input_size <= 0 or d.input_size % d.stride:
+        raise ConfigError(f"data.input_size={d.input_size} must be a positive multiple of data.stride={d.stride}")
+    if cfg.model.architecture == "model3" and d.stride != 8:
+        raise ConfigError("model.architecture=model3 has output stride 8: set data.stride=8")
+    if len(cfg.loss.stage_weights) != cfg.model.num_stages and cfg.model.architecture != "topdown":
+        raise ConfigError(f"loss.stage_weights has {len(cfg.loss.stage_weights)} entries but "
+                          f"model.num_stages={cfg.model.num_stages}")
+    if cfg.model.num_stages < 1:
+        raise ConfigError("model.num_stages must be >= 1")
+    a = cfg.augment
+    if not 0 < a.scale_min <= a.scale_max:
+        raise ConfigError(f"augment.scale_min={a.scale_min} and scale_max={a.scale_max}: need 0 < min <= max")
+    for name in ("scale_prob", "flip_prob", "tint_prob"):
+        if not 0.0 <= getattr(a, name) <= 1.0:
+            raise ConfigError(f"augment.{name}={getattr(a, name)}: must be a probability in [0, 1]")
+    if cfg.train.batch_size < 1 or cfg.train.epochs < 0 or cfg.train.steps_per_epoch < 0:
+        raise ConfigError("train.batch_size must be >= 1, train.epochs and train.steps_per_epoch >= 0")
+    if not cfg.inference.scales or min(cfg.inference.scales) <= 0:
+        raise ConfigError(f"inference.scales={cfg.inference.scales}: need one or more positive scales")

@@ -1,0 +1,1 @@
+"""Decoding network maps into people: peaks, limb scoring, greedy grouping (numba kernels)."""

@@ -1,0 +1,1 @@
+"""Networks: bottom-up Simple Pose (VGG19 + stages) and top-down Simple Baselines (+ attention)."""

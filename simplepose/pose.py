@@ -1,0 +1,52 @@
+"""Poses and the coordinate conventions every module shares.
+
+Conventions (design decision 3):
+- Keypoints are ``float32 (N, K, 3)`` rows ``[x, y, v]`` in pixels of the *current* image, x first.
+  ``v`` keeps COCO's coding: 0 = not labelled (never drawn, never supervised), 1 = labelled but
+  occluded, 2 = labelled and visible.
+- A pixel's centre has integer coordinates: pixel (row i, column j) covers [j - 0.5, j + 0.5).
+- A map cell (row r, column c) at stride s covers an s x s block of input pixels; its centre is at
+  input pixel ``s * c + (s - 1) / 2`` (and likewise for rows). Keypoint and limb targets are sampled
+  at these centres, and decoded peaks map back through the same formula, so training and inference
+  agree to the sub-pixel (the seed used 8c + 3.5 for keypoints but 8c for limbs: a bug).
+- Maps are channels-last ``(H, W, C)``; the loss mask is ``(H, W, 1)`` with 1 = supervised.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+def cell_to_pixel(cell, stride: int):
+    """Centre of a map cell in input pixel coordinates (works on scalars and arrays)."""
+    return stride * np.asarray(cell, dtype=np.float32) + (stride - 1) / 2.0
+
+
+def pixel_to_cell(pixel, stride: int):
+    """Inverse of :func:`cell_to_pixel`: a (fractional) cell coordinate."""
+    return (np.asarray(pixel, dtype=np.float32) - (stride - 1) / 2.0) / stride
+
+
+@dataclasses.dataclass
+class Pose:
+    """One person.
+
+    Attributes:
+        keypoints: ``(K, 3)`` float32 ``[x, y, score]`` in original image pixels; score 0 = absent.
+        score: the person's score (used to rank detections).
+    """
+
+    keypoints: np.ndarray
+    score: float
+
+    def to_coco(self, skeleton, image_id: int) -> dict:
+        """A COCO keypoint result record (17 COCO keypoints, v = 1 for present ones)."""
+        coco = skeleton.to_coco(self.keypoints)
+        present = coco[:, 2] > 0
+        flat = np.zeros((len(coco), 3), dtype=np.float64)
+        flat[present, :2] = coco[present, :2]
+        flat[present, 2] = 1.0
+        return {"image_id": int(image_id), "category_id": 1,
+                "keypoints": [round(float(v), 2) for v in flat.reshape(-1)],
+                "score": float(self.score)}
