@@ -16,6 +16,8 @@ BORDER_GREY = 127
 #: Decode reductions a reader supports (JPEG DCT scaling), largest first.
 REDUCTIONS = (8, 4, 2, 1)
 _INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+#: Mask samples per output cell side (at most the stride): 4 x 4 nearest samples average each cell.
+MASK_SAMPLES = 4
 #: OpenCV's 8-bit hue range is 0..179 (degrees / 2).
 _HUE_RANGE = 180
 
@@ -65,8 +67,9 @@ def crop_scale(person_height: float, params: AugmentParams, input_size: int, tar
 def choose_reduction(scale: float, reductions=REDUCTIONS) -> int:
     """Largest decode reduction ``r`` such that the remaining scale ``scale * r`` is still <= 1.
 
-    Decoding a JPEG at 1/r is several times faster than a full decode, and the affine would throw the
-    resolution away anyway (it only ever shrinks further).
+    The affine would throw the resolution away anyway (it only shrinks further). Decoding at 1/r skips
+    most of the IDCT and colour conversion but not the entropy decoding: on COCO JPEGs here it saves
+    about 10-30% of the decode time, and only large people are shrunk that much.
     """
     for r in reductions:
         if scale * r <= 1.0:
@@ -110,41 +113,66 @@ def transform_keypoints(keypoints, matrix, flip_perm=None) -> np.ndarray:
     return kp
 
 
+def _grid_matrix(step: float) -> np.ndarray:
+    """3x3 map from crop pixels to a grid of cells ``step`` pixels wide (cell centres as in ``pose``)."""
+    off = (step - 1) / 2.0
+    return np.array([[1 / step, 0.0, -off / step], [0.0, 1 / step, -off / step], [0.0, 0.0, 1.0]])
+
+
+def unreduce_matrix(reduce: int) -> np.ndarray:
+    """3x3 map from pixels of an image decoded at 1/reduce to full-resolution pixels.
+
+    Reduced pixel j averages full pixels ``[r*j, r*j + r)``, so its centre is ``r*j + (r - 1)/2``
+    (the inverse of ``simplepose.data.hdf5.reduce_points``).
+    """
+    off = (reduce - 1) / 2.0
+    return np.array([[reduce, 0.0, off], [0.0, reduce, off], [0.0, 0.0, 1.0]])
+
+
 def warp(image, mask, keypoints, matrix, size: int, stride: int, flip_perm=None,
-         interpolation: str = "linear"):
+         interpolation: str = "linear", image_matrix=None):
     """Apply one affine to image, miss mask and keypoints.
 
     The image is resampled into a ``size`` square with a constant grey border. The mask (1 = supervised)
-    is warped with border 1, so regions outside the source image count as supervised background (as in
-    the seed), then averaged over each ``stride`` x ``stride`` block: a soft mask on the output grid.
+    is sampled (nearest) with border 1, so regions outside the source image count as supervised background
+    (as in the seed), at ``MASK_SAMPLES`` x ``MASK_SAMPLES`` evenly spaced points per output cell, and
+    averaged per cell: a soft mask on the output grid (the area average of the warped mask, sampled).
 
     Args:
         image: uint8 BGR source image.
-        mask: uint8 miss mask of the same height and width, 1 = supervised.
+        mask: uint8 miss mask at the source's full resolution, 1 = supervised; None = all supervised.
         keypoints: all people's keypoints in source pixels.
         matrix: 2x3 source-to-crop matrix from :func:`affine_matrix`.
         size: crop side; a multiple of ``stride``.
         stride: output stride of the target maps.
         flip_perm: the skeleton's ``keypoint_flip`` when the matrix mirrors, else None.
         interpolation: ``linear`` or ``cubic`` for the image.
+        image_matrix: the matrix for ``image`` when it was decoded at reduced resolution
+            (``matrix @ unreduce_matrix(r)``); None = ``matrix``.
 
     Returns:
         ``(image, mask, keypoints)``.
 
-    Shapes: ``(H, W, 3)`` uint8, ``(H, W)`` uint8, ``(N, K, 3)`` -> ``(size, size, 3)`` uint8,
+    Shapes: ``(h, w, 3)`` uint8, ``(H, W)`` uint8, ``(N, K, 3)`` -> ``(size, size, 3)`` uint8,
     ``(size / stride, size / stride)`` float32 in [0, 1], ``(N, K, 3)`` float32.
     """
     if interpolation not in _INTERPOLATIONS:
         raise ValueError(f"interpolation={interpolation!r}: expected one of {', '.join(_INTERPOLATIONS)}")
     if size % stride:
         raise ValueError(f"crop size {size} is not a multiple of the stride {stride}")
-    m = np.asarray(matrix, dtype=np.float64)
-    out = cv2.warpAffine(image, m, (size, size), flags=_INTERPOLATIONS[interpolation],
+    m = np.asarray(matrix, dtype=np.float64)[:2]
+    m_image = m if image_matrix is None else np.asarray(image_matrix, dtype=np.float64)[:2]
+    out = cv2.warpAffine(image, m_image, (size, size), flags=_INTERPOLATIONS[interpolation],
                          borderMode=cv2.BORDER_CONSTANT, borderValue=(BORDER_GREY,) * 3)
-    crop_mask = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_NEAREST,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=1)
     grid = size // stride
-    soft = cv2.resize(crop_mask.astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
+    if mask is None:
+        soft = np.ones((grid, grid), np.float32)
+    else:
+        sub = min(stride, MASK_SAMPLES)
+        fine = _grid_matrix(stride / sub) @ np.vstack([m, [0.0, 0.0, 1.0]])
+        crop_mask = cv2.warpAffine(mask, fine[:2], (grid * sub, grid * sub), flags=cv2.INTER_NEAREST,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=1)
+        soft = cv2.resize(crop_mask.astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
     return out, soft, transform_keypoints(keypoints, m, flip_perm)
 
 
