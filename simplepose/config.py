@@ -26,8 +26,6 @@ class DataConfig:
     stride: int = 8
     #: Parallel workers for per-sample work (0 = one per CPU core).
     workers: int = 0
-    #: Shuffle buffer (samples) of the training stream.
-    shuffle_buffer: int = 512
     #: Batches kept ready ahead of the training step.
     prefetch: int = 4
 
@@ -53,6 +51,10 @@ class AugmentConfig:
     hue_shift: int = 10
     sat_shift: int = 40
     val_shift: int = 30
+    #: Image resampling of the affine warp: ``linear`` or ``cubic`` (the seed's).
+    interpolation: str = "linear"
+    #: Decode JPEGs at 1/2, 1/4 or 1/8 when the warp shrinks the image at least that much anyway.
+    reduced_decode: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +81,8 @@ class ModelConfig:
     backbone_width_multiplier: float = 1.0
     #: ``none``, ``imagenet`` or a path to a weights file.
     backbone_weights: str = "none"
+    #: Conv kernel initialiser: ``gaussian`` (N(0, 0.01), published) or ``he_normal`` (training from scratch).
+    kernel_init: str = "gaussian"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +124,8 @@ class TrainConfig:
     strategy: str = "auto"
     #: Use mixed_float16 on GPUs.
     mixed_precision: bool = False
+    #: Run train steps eagerly (debugging; fast tiny tests, where tracing the graph costs more than the steps).
+    run_eagerly: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +142,30 @@ class InferenceConfig:
     limb_threshold: float = 0.15
     #: Fraction of limb samples that must exceed ``limb_threshold``.
     limb_min_fraction: float = 0.9
-    #: Minimum keypoints per person, and minimum mean score per keypoint.
-    min_keypoints: int = 2
+    #: Minimum keypoints per person (the seed: 2; 1 keeps unconnected peaks as one-keypoint people),
+    #: and minimum mean score per keypoint.
+    min_keypoints: int = 1
     min_mean_score: float = 0.45
+    #: ``improved`` (global greedy with fragment merging) or ``published`` (the seed's find_people).
+    grouping: str = "improved"
+    #: Sub-pixel peak refinement (parabola through log values); off = integer cells, as the seed.
+    peak_refine: bool = True
+    #: Gaussian smoothing sigma (map cells) before peak NMS; 0 = none.
+    peak_smoothing: float = 0.0
+    #: At most this many peaks per keypoint type.
+    max_peaks: int = 64
+    #: Limb samples: ``samples_per_cell`` per cell of length, clamped to [min, max].
+    limb_min_samples: int = 5
+    limb_max_samples: int = 20
+    limb_samples_per_cell: float = 2.0
+    #: Reject a limb longer than this many times the person's longest (the seed's len_rate 4); 0 = off.
+    max_length_ratio: float = 0.0
+    #: ``published`` grouping: disjoint people merge if the limb score >= this times their weakest.
+    merge_tolerance: float = 0.85
+    #: Upsample the averaged maps to the scaled input size before decoding (the seed's way; slower).
+    decode_upsample: bool = False
+    #: The network input is padded right/bottom to a multiple of this (shape buckets: fewer retraces).
+    pad_multiple: int = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +191,20 @@ class TopDownConfig:
     rotate_prob: float = 0.6
     max_rotate_deg: float = 40.0
     flip_prob: float = 0.5
+    #: ``resnet50`` (keras.applications layout; ``model.backbone_weights`` applies) or ``tiny`` (tests, smoke runs).
+    backbone: str = "resnet50"
+    #: L2 penalty on conv and deconv kernels (Keras ``L2`` coefficient; slim's 1e-5 * sum(w^2) / 2).
+    weight_decay: float = 5e-6
+    #: Step decay of the learning rate: multiply by ``lr_decay_factor`` at each of these epochs.
+    lr_decay_epochs: tuple[int, ...] = (90, 120)
+    lr_decay_factor: float = 0.1
+    #: Test time: average with the flipped crop; columns to shift the un-flipped heatmap right (0 for
+    #: the pixel-centre convention of ``simplepose.pose``; the published 4j convention needed 1).
+    flip_test: bool = True
+    flip_shift: int = 0
+    #: Keypoint scores above this enter the instance score; OKS-NMS suppression threshold.
+    rescore_threshold: float = 0.2
+    oks_nms_threshold: float = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,12 +364,16 @@ def _coerce(value, kind, where):
 _CHOICES = {
     ("data", "skeleton"): tuple(SKELETONS),
     ("targets", "limb_shape"): ("capsule", "seed_box"),
+    ("augment", "interpolation"): ("linear", "cubic"),
     ("model", "architecture"): ("model3", "openpose", "topdown"),
+    ("model", "kernel_init"): ("gaussian", "he_normal"),
     ("loss", "kind"): ("focal_l2", "l2"),
     ("train", "optimizer"): ("adam", "sgd"),
     ("train", "strategy"): ("auto", "one", "mirrored", "multiworker"),
     ("topdown", "attention"): ("none", "holistic", "holistic+partwise"),
     ("topdown", "attention_kernel"): ("crf", "softmax"),
+    ("inference", "grouping"): ("improved", "published"),
+    ("topdown", "backbone"): ("resnet50", "tiny"),
 }
 
 
