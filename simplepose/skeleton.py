@@ -49,6 +49,11 @@ _SEED_LIMBS_30 = tuple(zip(
     (0, 14, 15, 16, 17, 14, 15, 16, 17, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 2, 5, 8, 12, 11, 9, 2, 5, 11),
 ))
 
+#: ``coco18_limbs30`` plus redundant links (shoulder-wrist, hip-ankle, shoulder-shoulder, elbow-hip,
+#: ear-ear, eye-shoulder) so that people with unlabelled or undetected middle joints stay connected.
+_SEED_LIMBS_40 = _SEED_LIMBS_30 + (
+    (2, 4), (5, 7), (8, 10), (11, 13), (2, 5), (3, 8), (6, 11), (16, 17), (14, 2), (15, 5))
+
 
 def _flip_name(name: str) -> str:
     for a, b in (("left_", "right_"), ("right_", "left_")):
@@ -203,6 +208,7 @@ def _seed_skeleton(name, limbs):
 SKELETONS = {
     "coco18_limbs24": _seed_skeleton("coco18_limbs24", _SEED_LIMBS_24),
     "coco18_limbs30": _seed_skeleton("coco18_limbs30", _SEED_LIMBS_30),
+    "coco18_limbs40": _seed_skeleton("coco18_limbs40", _SEED_LIMBS_40),
     "coco17": Skeleton(name="coco17", keypoints=COCO_KEYPOINTS, limbs=COCO_SKELETON),
 }
 

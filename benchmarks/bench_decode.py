@@ -1,0 +1,81 @@
+"""Decoder benchmark on ground-truth maps of a COCO annotation file: oracle AP and ms/image by number of people."""
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from simplepose import cli, evaluation  # noqa: E402
+from simplepose.config import load_config  # noqa: E402
+from simplepose.decode import warm_up  # noqa: E402
+from simplepose.inference import decode_maps, to_original  # noqa: E402
+from simplepose.oracle import image_people, oracle_maps  # noqa: E402
+
+BINS = ((0, 0), (1, 1), (2, 3), (4, 7), (8, 1000))
+
+
+def time_image(maps, cfg, repeats):
+    """Median decode and upsampling times (ms) over ``repeats`` runs and the poses of the last run."""
+    decode_ms, resize_ms = [], []
+    for _ in range(repeats):
+        poses, timings = decode_maps(maps["keypoints"], maps["limbs"], cfg.skeleton, cfg.data.stride, cfg.inference)
+        decode_ms.append(timings["decode"])
+        resize_ms.append(timings["resize"])
+    return float(np.median(decode_ms)), float(np.median(resize_ms)), poses
+
+
+def by_people(rows):
+    out = {}
+    for lo, hi in BINS:
+        ms = [t for n, t in rows if lo <= n <= hi]
+        if ms:
+            name = f"{lo}-{hi}" if hi < 1000 else f"{lo}+"
+            out[name] = {"images": len(ms), "median_ms": float(np.median(ms)), "max_ms": float(np.max(ms))}
+    return out
+
+
+@cli.run_main
+def main(argv=None) -> int:
+    parser = cli.make_parser(__doc__)
+    parser.add_argument("--annotations", required=True, metavar="JSON")
+    parser.add_argument("--repeats", type=int, default=5, help="decode each image this many times (median)")
+    parser.add_argument("--limit", type=int)
+    cli.add_config_args(parser)
+    args = parser.parse_args(argv)
+    cli.setup_logging(args.log_level)
+    if not os.path.isfile(args.annotations):
+        raise cli.UserError(f"{args.annotations}: annotation file not found")
+    cfg = load_config(args.config, args.overrides)
+    gt = evaluation.load_coco(args.annotations)
+    ids = sorted(gt.getImgIds())[: args.limit]
+    warm_up(cfg.skeleton, cfg.inference)
+    rows, resize, poses_by_image = [], [], {}
+    for image_id in evaluation.progress_bar(ids, True, "decode"):
+        info = gt.loadImgs([image_id])[0]
+        people = image_people(gt, image_id, cfg.skeleton)
+        maps, (fx, fy) = oracle_maps(people, info["height"], info["width"], cfg)
+        ms, resize_ms, poses = time_image(maps, cfg, args.repeats)
+        poses_by_image[image_id] = to_original(poses, fx, fy)
+        rows.append((len(people), ms))
+        resize.append(resize_ms)
+    metrics = evaluation.run_coco_eval(gt, evaluation.poses_to_results(poses_by_image, cfg.skeleton), ids)
+    ms = np.array([t for _, t in rows])
+    figures = {"annotations": os.path.basename(args.annotations), "images": len(ids),
+               "skeleton": cfg.skeleton.name, "grouping": cfg.inference.grouping,
+               "oracle_AP": metrics["AP"], "oracle_AP50": metrics["AP50"], "oracle_AP75": metrics["AP75"],
+               "oracle_AR": metrics["AR"], "decode_ms_median": float(np.median(ms)),
+               "decode_ms_p95": float(np.percentile(ms, 95)), "decode_ms_max": float(ms.max()),
+               "upsample": cfg.inference.decode_upsample, "upsample_ms_median": float(np.median(resize)),
+               "by_people": by_people(rows)}
+    print(evaluation.format_summary(metrics))
+    for name, row in figures["by_people"].items():
+        print(f"people {name:>5}: {row['images']:3d} images  median {row['median_ms']:6.2f} ms  "
+              f"max {row['max_ms']:6.2f} ms")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Grouping orchestration: candidate limbs from peaks, greedy assembly, filtering into poses."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from simplepose.decode import kernels
+from simplepose.pose import Pose, cell_to_pixel
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupingParams:
+    """Thresholds of limb scoring and assembly (see ``InferenceConfig`` for their meaning)."""
+
+    limb_threshold: float
+    limb_min_fraction: float
+    min_samples: int
+    max_samples: int
+    samples_per_cell: float
+    mode: str
+    max_length_ratio: float
+    merge_tolerance: float
+    min_keypoints: int
+    min_mean_score: float
+
+
+def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams):
+    """Candidate connections of every limb (a greedy one-to-one matching per limb), in limb order.
+
+    The seed's distance prior uses half the image height: here half the map height in cells.
+
+    Shapes: ``limb_maps (h, w, L)``, ``peaks (P, 4)``, ``offsets (K + 1,)`` -> ``(C, 6)`` float32 rows
+    ``[a, b, score, length, limb, rank]`` (lengths in cells).
+    """
+    limb_maps = np.asarray(limb_maps, dtype=np.float32)
+    if limb_maps.ndim != 3 or limb_maps.shape[2] != len(limbs):
+        raise ValueError(f"expected (h, w, {len(limbs)}) limb maps, got {limb_maps.shape}")
+    min_samples = max(int(params.min_samples), 2)  # both endpoints are always sampled
+    kparams = np.array([params.limb_threshold, params.limb_min_fraction, min_samples,
+                        max(int(params.max_samples), min_samples), params.samples_per_cell,
+                        0.5 * limb_maps.shape[0]], dtype=np.float64)
+    counts = np.diff(offsets)
+    capacity = int(sum(min(counts[a], counts[b]) for a, b in limbs))
+    out = np.zeros((capacity, 6), dtype=np.float32)
+    n = kernels.score_all_limbs(limb_maps, peaks, offsets, np.asarray(limbs, np.int64).reshape(-1, 2), kparams, out)
+    return out[:n]
+
+
+def assemble(peaks, conns, num_keypoints: int, params: GroupingParams):
+    """Group connections into people and drop weak ones.
+
+    Returns:
+        ``(parts, stats)``: peak row per person and keypoint type (-1 = absent) and
+        ``[total score, keypoint count, longest limb]`` per kept person.
+
+    Shapes: ``peaks (P, 4)``, ``conns (C, 6)`` -> ``parts (N, K)`` int32, ``stats (N, 3)`` float64.
+    """
+    parts = np.full((max(len(peaks), 1), num_keypoints), -1, dtype=np.int32)
+    stats = np.zeros((max(len(peaks), 1), 3), dtype=np.float64)
+    if len(conns) == 0:
+        n = 0
+    elif params.mode == "published":
+        len_rate = params.max_length_ratio if params.max_length_ratio > 0 else np.inf
+        n = kernels.assemble_published(peaks, conns, len_rate, params.merge_tolerance, parts, stats)
+    elif params.mode == "improved":
+        order = np.argsort(-conns[:, kernels.CONN_RANK], kind="stable")
+        n = kernels.assemble_merge(peaks, conns, order, params.max_length_ratio, parts, stats)
+    else:
+        raise ValueError(f"unknown grouping mode {params.mode!r}; expected 'improved' or 'published'")
+    parts, stats = parts[:n], stats[:n]
+    if params.min_keypoints <= 1:
+        parts, stats = _add_singletons(peaks, parts, stats)
+    count = stats[:, 1]
+    keep = (count >= max(params.min_keypoints, 1)) & (stats[:, 0] >= params.min_mean_score * np.maximum(count, 1))
+    return parts[keep], stats[keep]
+
+
+def _add_singletons(peaks, parts, stats):
+    """Every peak no person holds becomes a one-keypoint person (total = its score)."""
+    held = np.zeros(len(peaks), dtype=bool)
+    held[parts[parts >= 0]] = True
+    free = np.flatnonzero(~held)
+    extra = np.full((len(free), parts.shape[1]), -1, dtype=np.int32)
+    extra[np.arange(len(free)), peaks[free, kernels.PEAK_TYPE].astype(int)] = free
+    extra_stats = np.stack([peaks[free, kernels.PEAK_SCORE], np.ones(len(free)), np.zeros(len(free))], axis=1)
+    return np.concatenate([parts, extra]), np.concatenate([stats, extra_stats])
+
+
+def to_poses(peaks, parts, stats, stride: int, mode: str) -> list[Pose]:
+    """People as :class:`Pose` with keypoints in input pixels (``cell_to_pixel``).
+
+    The person score is the seed's ``1 - 1/total`` in ``published`` mode; otherwise the sum of the
+    keypoint scores divided by K, which ranks complete people above fragments.
+
+    Shapes: ``parts (N, K)`` -> N poses with ``(K, 3)`` keypoints.
+    """
+    poses = []
+    num_keypoints = parts.shape[1]
+    for person, (total, _, _) in zip(parts, stats):
+        kp = np.zeros((num_keypoints, 3), dtype=np.float32)
+        present = person >= 0
+        rows = peaks[person[present]]
+        kp[present, 0] = cell_to_pixel(rows[:, kernels.PEAK_X], stride)
+        kp[present, 1] = cell_to_pixel(rows[:, kernels.PEAK_Y], stride)
+        kp[present, 2] = rows[:, kernels.PEAK_SCORE]
+        score = 1.0 - 1.0 / total if mode == "published" else float(kp[:, 2].sum()) / num_keypoints
+        poses.append(Pose(keypoints=kp, score=float(score)))
+    poses.sort(key=lambda p: -p.score)
+    return poses

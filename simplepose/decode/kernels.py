@@ -1,0 +1,438 @@
+"""numba kernels of the bottom-up decoder: peak NMS, sub-pixel refinement, limb scoring, greedy assembly.
+
+Only functions of arrays and scalars live here (style 7.5 rule 7); thresholds arrive as arguments.
+Every function also runs as plain Python under ``NUMBA_DISABLE_JIT=1`` (tests compare both).
+Coordinates are in map cells: x = column, y = row.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+#: Columns of a peak row.
+PEAK_X, PEAK_Y, PEAK_SCORE, PEAK_TYPE = 0, 1, 2, 3
+#: Columns of a connection row.
+CONN_A, CONN_B, CONN_SCORE, CONN_LENGTH, CONN_LIMB, CONN_RANK = 0, 1, 2, 3, 4, 5
+
+
+# === Peaks ===
+@njit(cache=True, nogil=True)
+def _is_peak(m, r, c, value):
+    """3x3 NMS with a raster-order tie-break: >= later neighbours, > earlier ones (spec 9.1 #14)."""
+    h, w = m.shape
+    for dr in range(-1, 2):
+        for dc in range(-1, 2):
+            if dr == 0 and dc == 0:
+                continue
+            rr, cc = r + dr, c + dc
+            if rr < 0 or rr >= h or cc < 0 or cc >= w:
+                continue
+            n = m[rr, cc]
+            earlier = dr < 0 or (dr == 0 and dc < 0)
+            if n > value or (earlier and n == value):
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _values(a, b, c, log_fit):
+    """The samples to fit: their logarithms when ``log_fit`` and all are positive (exact for Gaussians)."""
+    if log_fit and a > 0.0 and b > 0.0 and c > 0.0:
+        return math.log(a), math.log(b), math.log(c)
+    return a, b, c
+
+
+@njit(cache=True, nogil=True)
+def _vertex(left, centre, right, log_fit):
+    """Vertex offset (clipped to [-0.5, 0.5]) and curvature of the parabola through samples at -1, 0, 1.
+
+    The curvature is 0 when the samples are not concave (no fit; offset 0).
+    """
+    left, centre, right = _values(left, centre, right, log_fit)
+    curvature = 2.0 * centre - left - right
+    if curvature <= 0.0:
+        return 0.0, 0.0
+    return min(0.5, max(-0.5, 0.5 * (right - left) / curvature)), curvature
+
+
+@njit(cache=True, nogil=True)
+def _one_sided(centre, neighbour, direction, curvature, log_fit):
+    """Vertex offset from one neighbour (at ``direction`` = +-1) and a curvature borrowed from the other axis.
+
+    A peak on the map border has only one neighbour along the axis across the border; for an isotropic
+    peak the other axis gives the missing curvature.
+    """
+    if curvature <= 0.0:
+        return 0.0
+    centre, neighbour, _ = _values(centre, neighbour, 1.0, log_fit)
+    d = direction * (0.5 - (centre - neighbour) / curvature)
+    return min(0.5, max(-0.5, d))
+
+
+@njit(cache=True, nogil=True)
+def _refine(m, r, c, log_fit):
+    """Sub-pixel (dx, dy) of the peak at (r, c): a parabola per axis, one-sided on the map border."""
+    h, w = m.shape
+    v = m[r, c]
+    dx, kx, dy, ky = 0.0, 0.0, 0.0, 0.0
+    if 0 < c < w - 1:
+        dx, kx = _vertex(m[r, c - 1], v, m[r, c + 1], log_fit)
+    if 0 < r < h - 1:
+        dy, ky = _vertex(m[r - 1, c], v, m[r + 1, c], log_fit)
+    if kx == 0.0 and w > 1 and (c == 0 or c == w - 1):
+        dx = _one_sided(v, m[r, 1], 1.0, ky, log_fit) if c == 0 else _one_sided(v, m[r, c - 1], -1.0, ky, log_fit)
+    if ky == 0.0 and h > 1 and (r == 0 or r == h - 1):
+        dy = _one_sided(v, m[1, c], 1.0, kx, log_fit) if r == 0 else _one_sided(v, m[r - 1, c], -1.0, kx, log_fit)
+    return dx, dy
+
+
+@njit(cache=True, nogil=True)
+def find_peaks(m, threshold, refine, log_fit, channel, out, count):
+    """Append the peaks of one map to ``out`` starting at row ``count``; return the new count.
+
+    Args:
+        m: one keypoint map.
+        threshold: a peak's value must exceed this.
+        refine: add a sub-pixel offset per axis (parabola through the peak and its two neighbours; on the
+            map border, one neighbour and the other axis's curvature).
+        log_fit: fit the parabola to log values (exact for Gaussians).
+        channel: keypoint type written in column ``PEAK_TYPE``.
+        out: pre-allocated peak rows ``[x, y, score, type]``; rows past its end are dropped.
+        count: rows already used.
+
+    Shapes: ``m (h, w)`` float32; ``out (P, 4)`` float32.
+    """
+    h, w = m.shape
+    for r in range(h):
+        for c in range(w):
+            v = m[r, c]
+            if v <= threshold or count >= out.shape[0] or not _is_peak(m, r, c, v):
+                continue
+            dx, dy = _refine(m, r, c, log_fit) if refine else (0.0, 0.0)
+            out[count, PEAK_X] = c + dx
+            out[count, PEAK_Y] = r + dy
+            out[count, PEAK_SCORE] = v
+            out[count, PEAK_TYPE] = channel
+            count += 1
+    return count
+
+
+# === Limb scoring ===
+@njit(cache=True, nogil=True)
+def bilinear(m, x, y):
+    """Bilinear sample of ``m (h, w)`` at cell coordinates (x, y), clamped to the map."""
+    h, w = m.shape
+    x = min(max(x, 0.0), w - 1.0)
+    y = min(max(y, 0.0), h - 1.0)
+    x0 = min(int(x), w - 2) if w > 1 else 0
+    y0 = min(int(y), h - 2) if h > 1 else 0
+    fx = x - x0 if w > 1 else 0.0
+    fy = y - y0 if h > 1 else 0.0
+    x1 = min(x0 + 1, w - 1)
+    y1 = min(y0 + 1, h - 1)
+    top = m[y0, x0] * (1.0 - fx) + m[y0, x1] * fx
+    bottom = m[y1, x0] * (1.0 - fx) + m[y1, x1] * fx
+    return top * (1.0 - fy) + bottom * fy
+
+
+@njit(cache=True, nogil=True)
+def segment_score(m, xa, ya, xb, yb, samples, threshold, max_below):
+    """Mean of ``samples`` bilinear samples of ``m`` from A to B (both included) and the fraction above ``threshold``.
+
+    Sampling stops early once more than ``max_below`` samples are at or below ``threshold`` (the pair
+    is then rejected whatever the rest): the fraction is returned as -1.
+
+    Shapes: ``m (h, w)``; returns ``(mean, fraction)``.
+    """
+    total = 0.0
+    below = 0
+    for i in range(samples):
+        t = i / (samples - 1.0)
+        v = bilinear(m, xa + t * (xb - xa), ya + t * (yb - ya))
+        total += v
+        if v <= threshold:
+            below += 1
+            if below > max_below:
+                return total / samples, -1.0
+    return total / samples, (samples - below) / samples
+
+
+@njit(cache=True, nogil=True)
+def _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params):
+    """Rows ``[a, b, score, length, rank]`` of the (A, B) pairs that pass the limb tests (see :func:`score_limb`)."""
+    cand = np.empty(((a_hi - a_lo) * (b_hi - b_lo), 5), dtype=np.float64)
+    n = 0
+    for i in range(a_lo, a_hi):
+        for j in range(b_lo, b_hi):
+            dx = peaks[j, PEAK_X] - peaks[i, PEAK_X]
+            dy = peaks[j, PEAK_Y] - peaks[i, PEAK_Y]
+            length = math.sqrt(dx * dx + dy * dy)
+            if length < 1e-6:
+                continue
+            samples = int(min(params[3], max(params[2], math.ceil(length * params[4]) + 1)))
+            max_below = int(math.floor((1.0 - params[1]) * samples + 1e-9))
+            mean, fraction = segment_score(limb_map, peaks[i, PEAK_X], peaks[i, PEAK_Y],
+                                           peaks[j, PEAK_X], peaks[j, PEAK_Y], samples, params[0], max_below)
+            score = mean + min(params[5] / length - 1.0, 0.0)
+            if fraction >= params[1] and score > 0.0:
+                cand[n, 0] = i
+                cand[n, 1] = j
+                cand[n, 2] = score
+                cand[n, 3] = length
+                cand[n, 4] = 0.5 * score + 0.25 * (peaks[i, PEAK_SCORE] + peaks[j, PEAK_SCORE])
+                n += 1
+    return cand[:n]
+
+
+@njit(cache=True, nogil=True)
+def score_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count):
+    """Score every (A, B) peak pair of one limb, keep a greedy one-to-one matching, append it to ``out``.
+
+    A pair passes when at least ``min_fraction`` of its samples exceed ``limb_threshold`` and its
+    score (mean sample plus the distance prior) is positive. Pairs are then taken by decreasing rank
+    ``0.5 * score + 0.25 * (score_A + score_B)`` while both peaks are still free (the seed's rule).
+
+    Args:
+        limb_map: the limb's response map.
+        peaks: all peaks; type A occupies rows ``a_lo:a_hi``, type B rows ``b_lo:b_hi``.
+        limb: limb index written in column ``CONN_LIMB``.
+        params: ``[limb_threshold, min_fraction, min_samples, max_samples, samples_per_cell,
+            distance_scale]``; ``distance_scale`` is the seed's half image height in cells: pairs longer
+            than it are penalised by ``distance_scale / length - 1``.
+        out: pre-allocated connection rows ``[a, b, score, length, limb, rank]``.
+        count: rows already used; returns the new count.
+
+    Shapes: ``limb_map (h, w)``; ``peaks (P, 4)``; ``params (6,)``; ``out (C, 6)`` float32.
+    """
+    if a_hi == a_lo or b_hi == b_lo:
+        return count
+    cand = _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params)
+    used_a = np.zeros(a_hi - a_lo, dtype=np.bool_)
+    used_b = np.zeros(b_hi - b_lo, dtype=np.bool_)
+    taken = 0
+    for k in np.argsort(-cand[:, 4], kind="mergesort"):
+        i, j = int(cand[k, 0]), int(cand[k, 1])
+        if used_a[i - a_lo] or used_b[j - b_lo] or count >= out.shape[0]:
+            continue
+        used_a[i - a_lo] = True
+        used_b[j - b_lo] = True
+        out[count, CONN_A] = i
+        out[count, CONN_B] = j
+        out[count, CONN_SCORE] = cand[k, 2]
+        out[count, CONN_LENGTH] = cand[k, 3]
+        out[count, CONN_LIMB] = limb
+        out[count, CONN_RANK] = cand[k, 4]
+        count += 1
+        taken += 1
+        if taken >= min(a_hi - a_lo, b_hi - b_lo):
+            break
+    return count
+
+
+# === Assembly ===
+@njit(cache=True, nogil=True)
+def _new_person(parts, stats, n, a, ta, b, tb, score, length, peaks):
+    parts[n, ta] = a
+    parts[n, tb] = b
+    stats[n, 0] = peaks[a, PEAK_SCORE] + peaks[b, PEAK_SCORE] + score
+    stats[n, 1] = 2.0
+    stats[n, 2] = length
+    return n + 1
+
+
+@njit(cache=True, nogil=True)
+def _merge_into(parts, stats, owner, ra, rb, s, length):
+    """Move every keypoint of person ``rb`` into ``ra`` if no type would be held twice; return success."""
+    for t in range(parts.shape[1]):
+        if parts[ra, t] >= 0 and parts[rb, t] >= 0:
+            return False
+    for t in range(parts.shape[1]):
+        if parts[rb, t] >= 0:
+            parts[ra, t] = parts[rb, t]
+            owner[parts[rb, t]] = ra
+            parts[rb, t] = -1
+    stats[ra, 0] += stats[rb, 0] + s
+    stats[ra, 1] += stats[rb, 1]
+    stats[ra, 2] = max(stats[ra, 2], stats[rb, 2], length)
+    stats[rb, 1] = 0.0
+    return True
+
+
+@njit(cache=True, nogil=True)
+def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats):
+    """Greedy assembly over all connections in ``order`` (best first), merging fragments.
+
+    A connection joins the people holding its two peaks when no keypoint type would then be held
+    twice: it starts a person, extends one, or merges two (the seed never merged split people).
+    ``max_length_ratio > 0`` also rejects a connection longer than that many times the person's
+    longest limb.
+
+    Args:
+        peaks: peak rows ``[x, y, score, type]``.
+        conns: connection rows ``[a, b, score, length, limb, rank]``.
+        order: the connection rows to process, in processing order.
+        parts: output, filled with -1 by the caller: peak row per person and keypoint type.
+        stats: output: ``[total score, keypoint count, longest limb]`` per person.
+
+    Returns:
+        the number of person slots used; a slot merged into another has count 0.
+
+    Shapes: ``peaks (P, 4)``, ``conns (C, 6)``, ``order (C,)``, ``parts (P, K)`` int32, ``stats (P, 3)``.
+    """
+    owner = np.full(peaks.shape[0], -1, dtype=np.int64)
+    n = 0
+    for k in order:
+        a, b = int(conns[k, CONN_A]), int(conns[k, CONN_B])
+        s, length = conns[k, CONN_SCORE], conns[k, CONN_LENGTH]
+        ta, tb = int(peaks[a, PEAK_TYPE]), int(peaks[b, PEAK_TYPE])
+        ra, rb = owner[a], owner[b]
+        if ra < 0 and rb < 0:
+            owner[a] = owner[b] = n
+            n = _new_person(parts, stats, n, a, ta, b, tb, s, length, peaks)
+            continue
+        r = ra if ra >= 0 else rb
+        if ra == rb or (max_length_ratio > 0.0 and length > max_length_ratio * stats[r, 2]):
+            continue
+        if ra >= 0 and rb >= 0:
+            _merge_into(parts, stats, owner, ra, rb, s, length)
+            continue
+        new, tnew = (a, ta) if ra < 0 else (b, tb)
+        if parts[r, tnew] < 0:
+            parts[r, tnew] = new
+            owner[new] = r
+            stats[r, 0] += peaks[new, PEAK_SCORE] + s
+            stats[r, 1] += 1.0
+            stats[r, 2] = max(stats[r, 2], length)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _min_limb_score(parts, limb_scores, r):
+    best = np.inf
+    for t in range(parts.shape[1]):
+        if parts[r, t] >= 0:
+            best = min(best, limb_scores[r, t])
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _published_two(parts, limb_scores, stats, r1, r2, a, ta, b, tb, s, length, peaks, len_rate, tolerance):
+    """The seed's found-2 branch: merge disjoint people, else drop the weaker matched keypoint."""
+    disjoint = True
+    for t in range(parts.shape[1]):
+        if parts[r1, t] >= 0 and parts[r2, t] >= 0:
+            disjoint = False
+    if disjoint:
+        min_tol = min(_min_limb_score(parts, limb_scores, r1), _min_limb_score(parts, limb_scores, r2))
+        if s < tolerance * min_tol or len_rate * stats[r1, 2] <= length:
+            return
+        for t in range(parts.shape[1]):
+            if parts[r1, t] < 0 and parts[r2, t] >= 0:
+                parts[r1, t] = parts[r2, t]
+                limb_scores[r1, t] = limb_scores[r2, t]
+            parts[r2, t] = -1
+        stats[r1, 0] += stats[r2, 0] + s
+        stats[r1, 1] += stats[r2, 1]
+        stats[r1, 2] = max(stats[r1, 2], length)
+        stats[r2, 1] = 0.0
+        return
+    c1 = ta if parts[r1, ta] == a else tb
+    c2 = tb if parts[r2, tb] == b else ta
+    if s < limb_scores[r1, c1] and s < limb_scores[r2, c2]:
+        return
+    r, c = (r1, c1) if limb_scores[r1, c1] <= limb_scores[r2, c2] else (r2, c2)
+    stats[r, 0] -= peaks[parts[r, c], PEAK_SCORE] + limb_scores[r, c]
+    stats[r, 1] -= 1.0
+    parts[r, c] = -1
+    limb_scores[r, c] = -1.0
+
+
+@njit(cache=True, nogil=True)
+def _published_one(parts, limb_scores, stats, r, b, tb, s, length, peaks, len_rate):
+    """The seed's found-1 branch: add B, or replace a weaker B; A is never added (as in OpenPose)."""
+    if parts[r, tb] < 0 and len_rate * stats[r, 2] > length:
+        parts[r, tb] = b
+        limb_scores[r, tb] = s
+        stats[r, 0] += peaks[b, PEAK_SCORE] + s
+        stats[r, 1] += 1.0
+        stats[r, 2] = max(stats[r, 2], length)
+    elif parts[r, tb] != b:
+        if limb_scores[r, tb] >= s or len_rate * stats[r, 2] <= length:
+            return
+        if parts[r, tb] >= 0:
+            stats[r, 0] -= peaks[parts[r, tb], PEAK_SCORE] + limb_scores[r, tb]
+        else:
+            stats[r, 1] += 1.0
+        parts[r, tb] = b
+        limb_scores[r, tb] = s
+        stats[r, 0] += peaks[b, PEAK_SCORE] + s
+        stats[r, 2] = max(stats[r, 2], length)
+
+
+@njit(cache=True, nogil=True)
+def assemble_published(peaks, conns, len_rate, tolerance, parts, stats):
+    """The seed's ``find_people`` (spec 6.5) over connections in limb order.
+
+    Args:
+        peaks, conns, parts, stats: as in :func:`assemble_merge`.
+        len_rate: a limb longer than ``len_rate`` times the person's longest one is not attached.
+        tolerance: ``connection_tole``: two disjoint people merge only if the limb score is at least
+            this fraction of their weakest limb score.
+
+    Returns:
+        the number of person slots used; deleted slots have count 0.
+
+    Shapes: as in :func:`assemble_merge`.
+    """
+    limb_scores = np.full(parts.shape, -1.0)
+    n = 0
+    for k in range(conns.shape[0]):
+        a, b = int(conns[k, CONN_A]), int(conns[k, CONN_B])
+        s, length = conns[k, CONN_SCORE], conns[k, CONN_LENGTH]
+        ta, tb = int(peaks[a, PEAK_TYPE]), int(peaks[b, PEAK_TYPE])
+        r1 = -1
+        r2 = -1
+        for r in range(n):
+            if stats[r, 1] > 0 and (parts[r, ta] == a or parts[r, tb] == b):
+                if r1 < 0:
+                    r1 = r
+                elif r2 < 0:
+                    r2 = r
+        if r1 >= 0 and r2 >= 0:
+            _published_two(parts, limb_scores, stats, r1, r2, a, ta, b, tb, s, length, peaks, len_rate, tolerance)
+        elif r1 >= 0:
+            _published_one(parts, limb_scores, stats, r1, b, tb, s, length, peaks, len_rate)
+        else:
+            limb_scores[n, ta] = s
+            limb_scores[n, tb] = s
+            n = _new_person(parts, stats, n, a, ta, b, tb, s, length, peaks)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def find_peaks_all(maps, num_types, threshold, refine, log_fit, out):
+    """:func:`find_peaks` over the first ``num_types`` channels; rows come out grouped by type.
+
+    Returns:
+        the number of rows used in ``out``.
+
+    Shapes: ``maps (h, w, C >= num_types)``; ``out (P, 4)`` float32.
+    """
+    count = 0
+    for t in range(num_types):
+        count = find_peaks(maps[:, :, t], threshold, refine, log_fit, t, out, count)
+    return count
+
+
+@njit(cache=True, nogil=True)
+def score_all_limbs(limb_maps, peaks, offsets, limbs, params, out):
+    """:func:`score_limb` for every limb in order; returns the number of rows used in ``out``.
+
+    Shapes: ``limb_maps (h, w, L)``; ``offsets (K + 1,)``; ``limbs (L, 2)`` int; ``out (C, 6)``.
+    """
+    count = 0
+    for k in range(limbs.shape[0]):
+        a, b = limbs[k, 0], limbs[k, 1]
+        count = score_limb(limb_maps[:, :, k], peaks, offsets[a], offsets[a + 1], offsets[b], offsets[b + 1],
+                           k, params, out, count)
+    return count

@@ -1,0 +1,173 @@
+"""COCO keypoint evaluation: poses to COCO results JSON, pycocotools COCOeval, per-stage timing."""
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+
+import numpy as np
+
+from simplepose.config import atomic_write_text
+
+LOG = logging.getLogger(__name__)
+
+#: COCOeval's keypoint ``stats`` vector, in order.
+METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def poses_to_results(poses_by_image, skeleton) -> list[dict]:
+    """COCO keypoint result records of every person of every image.
+
+    Args:
+        poses_by_image: ``{image_id: [Pose, ...]}`` with keypoints in original image pixels.
+        skeleton: the poses' skeleton (synthesised keypoints such as the neck are dropped).
+    """
+    return [pose.to_coco(skeleton, image_id) for image_id, poses in poses_by_image.items() for pose in poses]
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as JSON atomically (temporary file + rename)."""
+    atomic_write_text(path, json.dumps(obj))
+
+
+def load_coco(ann_file):
+    """A ``pycocotools.coco.COCO`` of an annotation file (quietly), or the object itself if already loaded."""
+    from pycocotools.coco import COCO
+
+    if not isinstance(ann_file, (str, bytes)) and hasattr(ann_file, "loadRes"):
+        return ann_file
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(ann_file))
+
+
+def run_coco_eval(ann_file, results, image_ids=None) -> dict:
+    """Keypoint AP/AR with pycocotools.
+
+    Args:
+        ann_file: ground-truth annotation JSON path (or a loaded ``pycocotools.coco.COCO``).
+        results: COCO result records (``poses_to_results``); may be empty.
+        image_ids: evaluate on these images only (default: every image in ``ann_file``).
+
+    Returns:
+        ``{"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}`` as floats; all
+        zero when there are no results. COCOeval reports -1 for an empty area range: kept as is.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    gt = load_coco(ann_file)
+    ids = sorted(gt.getImgIds()) if image_ids is None else sorted(int(i) for i in image_ids)
+    results = [r for r in results if r["image_id"] in set(ids)]
+    if not results:
+        LOG.warning("no detections: every metric is 0")
+        return {name: 0.0 for name in METRIC_NAMES}
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "keypoints")
+        ev.params.imgIds = ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    LOG.debug("COCOeval summary:\n%s", text.getvalue())
+    return {name: float(v) for name, v in zip(METRIC_NAMES, ev.stats)}
+
+
+def format_summary(metrics: dict) -> str:
+    """A two-line table of the COCO metrics (3 decimals)."""
+    names = [n for n in METRIC_NAMES if n in metrics]
+    return "  ".join(f"{n:>6}" for n in names) + "\n" + "  ".join(f"{metrics[n]:6.3f}" for n in names)
+
+
+class StageTimer:
+    """Collects per-image durations (ms) by stage and summarises them.
+
+    Example:
+        >>> timer = StageTimer(); timer.add({"network": 12.0, "decode": 1.5}); timer.summary()["decode"]["median"]
+        1.5
+    """
+
+    def __init__(self):
+        self._ms = collections.defaultdict(list)
+
+    def add(self, timings: dict) -> None:
+        for stage, ms in timings.items():
+            self._ms[stage].append(float(ms))
+
+    def values(self, stage: str) -> np.ndarray:
+        return np.asarray(self._ms.get(stage, []), dtype=np.float64)
+
+    def summary(self) -> dict:
+        """``{stage: {"median", "mean", "p95", "max", "count"}}`` in ms/image."""
+        out = {}
+        for stage, ms in self._ms.items():
+            a = np.asarray(ms)
+            out[stage] = {"median": float(np.median(a)), "mean": float(a.mean()),
+                          "p95": float(np.percentile(a, 95)), "max": float(a.max()), "count": int(a.size)}
+        return out
+
+
+def evaluate_predictor(predictor, ann_file, image_dir, *, limit=None, out_dir=None, progress: bool = False) -> dict:
+    """Predict every image of a COCO annotation file and score the poses with COCOeval.
+
+    Args:
+        predictor: has ``predict(image_bgr) -> list[Pose]``, ``skeleton`` and ``last_timings``
+            (``{stage: ms}`` of the last call), like ``simplepose.inference.Predictor``.
+        ann_file: COCO person keypoints JSON.
+        image_dir: folder with the images named by the JSON's ``file_name``.
+        limit: only the first ``limit`` images (by id).
+        out_dir: if given, ``results.json`` and ``metrics.json`` are written there atomically.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        the COCO metrics plus ``"timing": {stage: {"median", "mean", ...}}`` in ms/image (stages of the
+        predictor plus ``total`` and ``read``) and ``"images"``.
+
+    Raises:
+        FileNotFoundError: an image is missing or unreadable.
+    """
+    import cv2
+
+    gt = load_coco(ann_file)
+    ids = sorted(gt.getImgIds())[: limit if limit else None]
+    timer, poses_by_image = StageTimer(), {}
+    for image_id in progress_bar(ids, progress, "evaluate"):
+        path = os.path.join(image_dir, gt.loadImgs([image_id])[0]["file_name"])
+        start = time.perf_counter()
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"{path}: missing or not a readable image")
+        read = time.perf_counter()
+        poses_by_image[image_id] = predictor.predict(image)
+        timer.add(dict(predictor.last_timings, read=1000.0 * (read - start),
+                       total=1000.0 * (time.perf_counter() - read)))
+    return finish_evaluation(gt, poses_by_image, predictor.skeleton, ids, timer, out_dir)
+
+
+def finish_evaluation(gt, poses_by_image, skeleton, image_ids, timer, out_dir=None) -> dict:
+    """COCOeval of the poses, timing summary, and (with ``out_dir``) atomic ``results.json`` + ``metrics.json``."""
+    results = poses_to_results(poses_by_image, skeleton)
+    metrics = run_coco_eval(gt, results, image_ids=image_ids)
+    metrics.update(timing=timer.summary(), images=len(image_ids))
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        write_json(os.path.join(out_dir, "results.json"), results)
+        write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def progress_bar(items, enabled: bool, desc: str):
+    """``items`` wrapped in a tqdm progress bar when ``enabled``."""
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img")
+
+
+def format_timing(timing: dict) -> str:
+    """One line per stage: median and mean ms/image."""
+    return "\n".join(f"{stage:>8}: median {t['median']:8.2f} ms  mean {t['mean']:8.2f} ms"
+                     for stage, t in timing.items())

@@ -1,0 +1,242 @@
+"""Bottom-up prediction: multi-scale and flip test-time augmentation, decoding, back-projection."""
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+import numpy as np
+
+from simplepose.decode import decode, warm_up
+from simplepose.pose import Pose
+
+LOG = logging.getLogger(__name__)
+
+
+def scaled_input_size(height: int, width: int, box_size: int, scale: float, stride: int) -> tuple[int, int]:
+    """Network input size for one test scale: height about ``scale * box_size``, aspect kept.
+
+    Both sides are rounded to a multiple of ``stride`` (at least one stride), so every map cell
+    covers image pixels only and a horizontal mirror maps cells onto cells exactly; the aspect
+    changes by less than half a stride, and back-projection uses the exact per-axis factors.
+    """
+    m = scale * box_size / height
+    hs = max(stride, int(round(height * m / stride)) * stride)
+    ws = max(stride, int(round(width * m / stride)) * stride)
+    return hs, ws
+
+
+def to_original(poses, fx: float, fy: float) -> list[Pose]:
+    """Map poses from a resized image (``x' = (x + 0.5) * fx - 0.5``) back to the original pixels.
+
+    Absent keypoints (score 0) stay at zero.
+    """
+    out = []
+    for pose in poses:
+        kp = pose.keypoints.copy()
+        present = kp[:, 2] > 0
+        kp[present, 0] = (kp[present, 0] + 0.5) / fx - 0.5
+        kp[present, 1] = (kp[present, 1] + 0.5) / fy - 0.5
+        out.append(Pose(keypoints=kp, score=pose.score))
+    return out
+
+
+def as_bgr_uint8(image) -> np.ndarray:
+    """Any decoded image as 3-channel BGR uint8: grayscale is expanded, alpha dropped, 16-bit and float rescaled.
+
+    Shapes: ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` -> ``(H, W, 3)`` uint8.
+    """
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)) or min(img.shape[:2]) < 1:
+        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {img.shape}")
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(np.asarray(img, np.float32) * (255.0 if img.max(initial=0) <= 1.0 else 1.0), 0, 255)
+        img = (img + 0.5).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def _output_channels(model):
+    """``(keypoint channels, limb channels)`` of a bottom-up model's last stage, or None if unknown."""
+    if hasattr(model, "num_limbs") and hasattr(model, "num_keypoint_channels"):
+        return int(model.num_keypoint_channels), int(model.num_limbs)
+    try:
+        last = _last_stage(model.output)
+        return int(last["keypoints"].shape[-1]), int(last["limbs"].shape[-1])
+    except (AttributeError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _last_stage(outputs: dict) -> dict:
+    """The last ``stage_N`` entry of a model's output dict."""
+    stages = [k for k in outputs if k.startswith("stage_")]
+    if not stages:
+        raise ValueError(f"model outputs {sorted(outputs)} have no 'stage_N' entry")
+    return outputs[max(stages, key=lambda k: int(k.split("_")[1]))]
+
+
+class Predictor:
+    """Multi-person poses from a bottom-up model, with multi-scale and flip test-time augmentation.
+
+    Args:
+        model: a Keras model (or any callable) taking float32 BGR 0..255 ``(B, H, W, 3)`` and returning
+            ``{"stage_N": {"keypoints": (B, H/s, W/s, K+1), "limbs": (B, H/s, W/s, L)}}``.
+        skeleton: the model's skeleton.
+        stride: the model's output stride.
+        params: an ``InferenceConfig`` (box size, scales, flip, decoding thresholds).
+
+    After each :meth:`predict`, ``last_timings`` holds ms spent in ``network``, ``resize`` and ``decode``.
+
+    Example:
+        >>> poses = Predictor.from_file("model.keras").predict(cv2.imread("people.jpg"))
+    """
+
+    def __init__(self, model, skeleton, *, stride: int = 8, params=None):
+        from simplepose.config import InferenceConfig
+
+        self.model = model
+        self.skeleton = skeleton
+        self.stride = int(stride)
+        self.params = params if params is not None else InferenceConfig()
+        self.last_timings = {}
+        self._call = self._make_call(model)
+        warm_up(skeleton, self.params)
+
+    @classmethod
+    def from_file(cls, path, cfg=None) -> "Predictor":
+        """Load a ``.keras`` bottom-up model (safe mode); skeleton, stride and inference settings from ``cfg``."""
+        import keras
+
+        import simplepose.models.registry  # noqa: F401  (registers the serialisable classes)
+        from simplepose.config import Config
+
+        cfg = cfg if cfg is not None else Config()
+        model = keras.saving.load_model(path, safe_mode=True)
+        have = _output_channels(model)
+        want = (cfg.skeleton.num_keypoint_channels, cfg.skeleton.num_limbs)
+        if have is not None and have != want:
+            raise ValueError(f"model outputs {have[0]} keypoint and {have[1]} limb channels but skeleton "
+                             f"{cfg.skeleton.name!r} has {want[0]} and {want[1]} (set data.skeleton to the model's)")
+        LOG.info("loaded %s: skeleton %s, stride %d, scales %s, flip %s", path, cfg.skeleton.name, cfg.data.stride,
+                 cfg.inference.scales, cfg.inference.flip)
+        return cls(model, cfg.skeleton, stride=cfg.data.stride, params=cfg.inference)
+
+    @staticmethod
+    def _make_call(model):
+        """``model(x, training=False)`` as a ``tf.function`` under TensorFlow, traced once per padded shape.
+
+        Inputs are padded to shape buckets (``pad_multiple``), so varied image sizes trace a few times
+        only. ``reduce_retracing`` (unknown sizes) is not used: TensorFlow's dilated convolutions
+        (SpaceToBatchND) then fail on some sizes.
+        """
+        import keras
+
+        if keras.backend.backend() == "tensorflow" and isinstance(model, keras.Model):
+            import tensorflow as tf
+
+            return tf.function(lambda x: model(x, training=False))
+        return lambda x: model(x, training=False)
+
+    # === Maps ===
+    def _network(self, images):
+        """Run the padded batch; return cropped keypoint and limb maps. Shapes: ``(B, hs, ws, 3)`` uint8."""
+        b, hs, ws, _ = images.shape
+        pm = max(int(self.params.pad_multiple), self.stride)
+        hp, wp = -(-hs // pm) * pm, -(-ws // pm) * pm
+        batch = np.full((b, hp, wp, 3), 128.0, dtype=np.float32)
+        batch[:, :hs, :ws] = images
+        out = _last_stage(self._call(batch))
+        h, w = hs // self.stride, ws // self.stride
+        return (np.asarray(out["keypoints"], np.float32)[:, :h, :w],
+                np.asarray(out["limbs"], np.float32)[:, :h, :w])
+
+    def _scale_maps(self, image, hs, ws, timings):
+        """Maps of one scale, flip-averaged. Shapes: -> ``(hs/s, ws/s, K+1)``, ``(hs/s, ws/s, L)``."""
+        start = time.perf_counter()
+        scaled = image if (hs, ws) == image.shape[:2] else _resize_image(image, hs, ws)
+        batch = np.stack([scaled, scaled[:, ::-1]]) if self.params.flip else scaled[None]
+        timings["resize"] += time.perf_counter() - start
+        start = time.perf_counter()
+        heat, limbs = self._network(batch)
+        timings["network"] += time.perf_counter() - start
+        if not self.params.flip:
+            return heat[0], limbs[0]
+        heat_m = heat[1][:, ::-1][:, :, self.skeleton.keypoint_channel_flip]
+        limbs_m = limbs[1][:, ::-1][:, :, self.skeleton.limb_flip]
+        return 0.5 * (heat[0] + heat_m), 0.5 * (limbs[0] + limbs_m)
+
+    def predict_maps(self, image):
+        """Scale- and flip-averaged maps on the grid of the largest scale's input.
+
+        Returns:
+            ``(keypoint maps, limb maps, (fx, fy))``: the largest scale's input is the original image
+            resized by (fx, fy). Every cell grid spans the whole image, so the grids of smaller scales
+            are resized onto it (bicubic) without any shift.
+
+        Shapes: ``image (H, W, 3)`` BGR uint8 -> ``(h, w, K+1)``, ``(h, w, L)`` float32.
+        """
+        image = as_bgr_uint8(image)
+        p, s = self.params, self.stride
+        height, width = image.shape[:2]
+        hb, wb = scaled_input_size(height, width, p.box_size, max(p.scales), s)
+        timings = {"network": 0.0, "resize": 0.0}
+        heat_sum = limb_sum = None
+        for scale in p.scales:
+            heat, limbs = self._scale_maps(image, *scaled_input_size(height, width, p.box_size, scale, s), timings)
+            start = time.perf_counter()
+            if heat.shape[:2] != (hb // s, wb // s):
+                heat = _resize_maps(heat, wb // s, hb // s)
+                limbs = _resize_maps(limbs, wb // s, hb // s)
+            heat_sum = heat if heat_sum is None else heat_sum + heat
+            limb_sum = limbs if limb_sum is None else limb_sum + limbs
+            timings["resize"] += time.perf_counter() - start
+        self.last_timings = {k: 1000.0 * v for k, v in timings.items()}
+        n = float(len(p.scales))
+        return heat_sum / n, limb_sum / n, (wb / width, hb / height)
+
+    def predict(self, image) -> list[Pose]:
+        """People in ``image`` (BGR; grayscale, alpha and 16-bit are converted), in original pixels, best first."""
+        heat, limbs, (fx, fy) = self.predict_maps(image)
+        poses, timings = decode_maps(heat, limbs, self.skeleton, self.stride, self.params)
+        self.last_timings["resize"] += timings["resize"]
+        self.last_timings["decode"] = timings["decode"]
+        return to_original(poses, fx, fy)
+
+
+def decode_maps(heat, limbs, skeleton, stride: int, params):
+    """Decode maps at their stride, or (``params.decode_upsample``) after a bicubic upsampling to stride 1.
+
+    Returns:
+        ``(poses in the maps' input pixels, {"resize": ms, "decode": ms})``.
+
+    Shapes: ``heat (h, w, K+1)``, ``limbs (h, w, L)``.
+    """
+    start = time.perf_counter()
+    if params.decode_upsample and stride > 1:
+        h, w = heat.shape[:2]
+        heat = _resize_maps(heat, w * stride, h * stride)
+        limbs = _resize_maps(limbs, w * stride, h * stride)
+        stride = 1
+    mid = time.perf_counter()
+    poses = decode(heat, limbs, skeleton, stride, params)
+    return poses, {"resize": 1000.0 * (mid - start), "decode": 1000.0 * (time.perf_counter() - mid)}
+
+
+def _resize_image(image, height: int, width: int):
+    """Bicubic resize as the seed; pixel-area averaging when shrinking below half size (large photos alias)."""
+    shrink = height < 0.5 * image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def _resize_maps(maps, width: int, height: int):
+    """Bicubic resize of a multi-channel map; cell grids spanning the same image stay aligned.
+
+    Shapes: ``(h, w, C)`` -> ``(height, width, C)`` float32.
+    """
+    out = cv2.resize(np.ascontiguousarray(maps), (width, height), interpolation=cv2.INTER_CUBIC)
+    return out.reshape(height, width, maps.shape[2])

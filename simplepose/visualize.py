@@ -1,0 +1,73 @@
+"""Drawing poses on images: one colour per limb type, keypoints as dots (no GUI calls)."""
+from __future__ import annotations
+
+import colorsys
+
+import cv2
+import numpy as np
+
+
+def limb_colours(num_limbs: int) -> list[tuple[int, int, int]]:
+    """``num_limbs`` distinct BGR colours around the hue circle, like the published figures."""
+    out = []
+    for k in range(num_limbs):
+        r, g, b = colorsys.hsv_to_rgb(k / max(num_limbs, 1), 1.0, 1.0)
+        out.append((int(255 * b), int(255 * g), int(255 * r)))
+    return out
+
+
+def draw_poses(image, poses, skeleton, *, min_score: float = 0.0, thickness: int = 0):
+    """A copy of ``image`` with every pose's limbs and keypoints drawn.
+
+    Args:
+        image: BGR uint8 image.
+        poses: :class:`~simplepose.pose.Pose` list with keypoints in this image's pixels.
+        skeleton: the poses' skeleton (``drawing_limbs`` gives the lines).
+        min_score: keypoints scoring at or below this are not drawn.
+        thickness: line width in pixels; 0 picks one from the image size.
+
+    Shapes: ``image (H, W, 3)`` -> ``(H, W, 3)`` uint8.
+    """
+    canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    size = max(canvas.shape[:2])
+    width = thickness or max(1, int(round(size / 300)))
+    colours = limb_colours(len(skeleton.drawing_limbs))
+    for pose in poses:
+        kp = pose.keypoints
+        present = kp[:, 2] > min_score
+        for (a, b), colour in zip(skeleton.drawing_limbs, colours):
+            if present[a] and present[b]:
+                pa = (int(round(kp[a, 0])), int(round(kp[a, 1])))
+                pb = (int(round(kp[b, 0])), int(round(kp[b, 1])))
+                cv2.line(canvas, pa, pb, colour, width, cv2.LINE_AA)
+        for x, y in kp[present, :2]:
+            cv2.circle(canvas, (int(round(x)), int(round(y))), width + 1, (255, 255, 255), -1, cv2.LINE_AA)
+    return canvas
+
+
+def write_image(path, image) -> None:
+    """Encode ``image`` by the file extension of ``path`` and write it atomically (temporary file + rename)."""
+    import os
+    import tempfile
+
+    path = os.fspath(path)
+    ok, data = cv2.imencode(os.path.splitext(path)[1] or ".png", image)
+    if not ok:
+        raise ValueError(f"{path}: OpenCV cannot encode this image format")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def poses_to_json(poses, skeleton) -> list[dict]:
+    """Poses as plain JSON objects: ``{"score", "keypoints": {name: [x, y, score]}}`` (present keypoints only)."""
+    return [{"score": round(float(p.score), 4),
+             "keypoints": {name: [round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                           for name, (x, y, s) in zip(skeleton.keypoints, p.keypoints) if s > 0}}
+            for p in poses]
