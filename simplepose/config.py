@@ -5,8 +5,6 @@ import dataclasses
 import os
 import tempfile
 import typing
-from typing import Optional
-
 import yaml
 
 from simplepose.skeleton import SKELETONS
@@ -290,11 +288,18 @@ def atomic_write_text(path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _plain(value):

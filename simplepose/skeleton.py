@@ -55,6 +55,18 @@ _SEED_LIMBS_40 = _SEED_LIMBS_30 + (
     (2, 4), (5, 7), (8, 10), (11, 13), (2, 5), (3, 8), (6, 11), (16, 17), (14, 2), (15, 5))
 
 
+_ANATOMICAL = frozenset(frozenset(pair) for pair in (
+    ("nose", "neck"), ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"),
+    ("right_eye", "right_ear"), ("neck", "left_shoulder"), ("neck", "right_shoulder"),
+    ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
+    ("right_elbow", "right_wrist"), ("neck", "left_hip"), ("neck", "right_hip"), ("left_hip", "right_hip"),
+    ("left_hip", "left_knee"), ("left_knee", "left_ankle"), ("right_hip", "right_knee"),
+    ("right_knee", "right_ankle"), ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"),
+    ("left_shoulder", "right_shoulder"), ("left_eye", "right_eye"), ("left_ear", "left_shoulder"),
+    ("right_ear", "right_shoulder"),
+))
+
+
 def _flip_name(name: str) -> str:
     for a, b in (("left_", "right_"), ("right_", "left_")):
         if name.startswith(a):
@@ -193,10 +205,15 @@ class Skeleton:
                 out[..., c, :] = kp[..., i, :]
         return out
 
-    @property
+    @functools.cached_property
     def drawing_limbs(self) -> tuple[tuple[int, int], ...]:
-        """Limbs to draw: all of them."""
-        return self.limbs
+        """Limbs to draw: the anatomical ones (bones and the face), not the redundant links.
+
+        Skeletons whose limbs include none of the anatomical pairs (e.g. a custom one) draw every limb.
+        """
+        keep = tuple((a, b) for a, b in self.limbs
+                     if frozenset((self.keypoints[a], self.keypoints[b])) in _ANATOMICAL)
+        return keep or self.limbs
 
 
 def _seed_skeleton(name, limbs):

@@ -73,3 +73,12 @@ def test_bad_skeletons_rejected():
         get_skeleton("nope")
     with pytest.raises(ValueError, match=r"\(\.\.\., 17, 3\)"):
         get_skeleton("coco17").from_coco(np.zeros((2, 18, 3)))
+
+
+def test_drawing_limbs_are_anatomical():
+    dense = get_skeleton("coco18_limbs40")
+    names = {frozenset((dense.keypoints[a], dense.keypoints[b])) for a, b in dense.drawing_limbs}
+    assert frozenset(("left_elbow", "left_wrist")) in names
+    assert frozenset(("left_shoulder", "left_wrist")) not in names  # a redundant link
+    assert set(dense.drawing_limbs) <= set(dense.limbs)
+    assert len(get_skeleton("coco18_limbs24").drawing_limbs) == 20  # all but neck -> eyes, ears
