@@ -164,6 +164,11 @@ class InferenceConfig:
     decode_upsample: bool = False
     #: The network input is padded right/bottom to a multiple of this (shape buckets: fewer retraces).
     pad_multiple: int = 64
+    #: ``improved`` grouping: a person lacking a keypoint type gets the peak best supported by a limb from
+    #: one of its keypoints, even one another person holds (keypoints less than a cell apart share a peak).
+    fill_missing: bool = True
+    #: ``fill_missing`` completes people with at least this many keypoints.
+    fill_min_keypoints: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
