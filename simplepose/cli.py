@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 
 import simplepose
@@ -30,8 +31,27 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="override config values, e.g. --set train.learning_rate=1e-4 data.stride=8")
 
 
-def config_from_args(args):
-    return load_config(args.config, args.overrides)
+def config_from_args(args, weights=None, extra_overrides=()):
+    """Resolve ``--config``/``--set``. Without ``--config``, a model's ``config.yaml`` saved beside
+    ``weights`` (what training writes into its run directory) is used, so a trained model is evaluated
+    with the input size, stride and skeleton it was trained with."""
+    path = args.config
+    if path is None and weights:
+        saved = os.path.join(os.path.dirname(os.path.abspath(weights)), "config.yaml")
+        if os.path.isfile(saved):
+            LOG.info("config: %s (saved beside the model; --config replaces it)", saved)
+            path = saved
+    return load_config(path, list(args.overrides) + list(extra_overrides))
+
+
+def tta_overrides(scales=None, flip: bool = False) -> list:
+    """``--scales``/``--flip`` flags as ``inference.*`` config overrides."""
+    extra = []
+    if scales:
+        extra.append(f"inference.scales=[{', '.join(map(str, scales))}]")
+    if flip:
+        extra.append("inference.flip=true")
+    return extra
 
 
 def setup_logging(level: str = "INFO") -> None:

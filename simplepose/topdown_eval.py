@@ -183,7 +183,7 @@ def evaluate_topdown(cfg, ann_file, image_dir, *, model=None, oracle: bool = Fal
         cfg: the resolved ``Config``; uses ``cfg.topdown`` (crop geometry, sigma, flip test and shift,
             rescoring and OKS-NMS thresholds) and ``cfg.skeleton``.
         ann_file: COCO ``person_keypoints_*.json``.
-        image_dir: folder of that split's images.
+        image_dir: folder of that split's images (not read by the oracle; may be None then).
         model: a Keras model from ``build_topdown_model`` (or loaded); required unless ``oracle``.
         oracle: render each box's ground-truth heatmaps with the training target code instead of
             running a network (needs ground-truth boxes, i.e. no ``boxes_file``).
@@ -210,6 +210,7 @@ def evaluate_topdown(cfg, ann_file, image_dir, *, model=None, oracle: bool = Fal
     skeleton = cfg.skeleton
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(os.fspath(ann_file))
+    image_dir = image_dir if image_dir is not None else ""
     if boxes_file is None:
         instances = load_person_instances(coco, image_dir, skeleton, training=False)
     else:
@@ -220,7 +221,11 @@ def evaluate_topdown(cfg, ann_file, image_dir, *, model=None, oracle: bool = Fal
     predict = None if oracle else keras_predictor(model, batch_size)
     results = []
     for image_id, group in tqdm(sorted(by_image.items()), desc="top-down eval", disable=not progress):
-        image = read_image(group[0].image_path)
+        if oracle:  # ground truth needs no pixels: a blank frame of the annotated size
+            info = coco.imgs[image_id]
+            image = np.zeros((info["height"], info["width"], 3), np.uint8)
+        else:
+            image = read_image(group[0].image_path)
         heatmaps, matrices, areas = image_heatmaps(image, group, td, skeleton, predict)
         poses = image_poses(group, heatmaps, matrices, areas, td, skeleton)
         results.extend(pose_record(pose, skeleton, image_id) for pose in poses)
