@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     ms = np.array([t for _, t in rows])
     figures = {"annotations": os.path.basename(args.annotations), "images": len(ids),
                "skeleton": cfg.skeleton.name, "grouping": cfg.inference.grouping,
+               "fill_missing": cfg.inference.fill_missing, "peak_split_margin": cfg.inference.peak_split_margin,
                "oracle_AP": metrics["AP"], "oracle_AP50": metrics["AP50"], "oracle_AP75": metrics["AP75"],
                "oracle_AR": metrics["AR"], "decode_ms_median": float(np.median(ms)),
                "decode_ms_p95": float(np.percentile(ms, 95)), "decode_ms_max": float(ms.max()),

@@ -169,6 +169,9 @@ class InferenceConfig:
     fill_missing: bool = True
     #: ``fill_missing`` completes people with at least this many keypoints.
     fill_min_keypoints: int = 2
+    #: Extra peaks where a map exceeds the Gaussian models of the found peaks by more than this (two people's
+    #: keypoints less than a cell apart make one 3x3 maximum); 0 = off (NMS peaks only, as the seed).
+    peak_split_margin: float = 0.45
 
 
 @dataclasses.dataclass(frozen=True)

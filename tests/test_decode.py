@@ -10,8 +10,9 @@ import pytest
 
 from simplepose.config import InferenceConfig
 from simplepose.data.targets import render_targets
-from simplepose.decode import decode, kernels
+from simplepose.decode import completion, decode, kernels
 from simplepose.decode.grouping import GroupingParams, assemble
+from simplepose.decode.peaks import find_all_peaks
 from simplepose.pose import cell_to_pixel
 from simplepose.skeleton import UPRIGHT_POSE, get_skeleton
 
@@ -211,6 +212,72 @@ def test_published_grouping_never_merges_disjoint_fragments_below_tolerance():
     assert stats[0, 0] == pytest.approx(4 + 0.9 + 0.9 + 0.8)
 
 
+# === Completion and split peaks ===
+def best_oks(poses, people, skeleton):
+    sigmas = skeleton.to_coco(np.stack([skeleton.sigmas] * 3, axis=1))[:, 0]
+    return [max(oks(skeleton.to_coco(p.keypoints), gt, sigmas) for p in poses) for gt in people]
+
+
+def test_fill_missing_shares_the_peak_of_two_keypoints_in_one_cell():
+    skeleton = get_skeleton("coco18_limbs40")
+    people = np.stack([person(200, 100, 30), person(200, 170, 30)])
+    people[1, 9, :2] = people[0, 9, :2] + [3, 3]  # both left wrists in one cell: a single peak
+    heat, limbs = render(people, skeleton, (368, 320))
+    filled = best_oks(decode(heat, limbs, skeleton, 8, InferenceConfig()), people, skeleton)
+    assert min(filled) > 0.99, filled
+    plain = best_oks(decode(heat, limbs, skeleton, 8, InferenceConfig(fill_missing=False)), people, skeleton)
+    assert max(plain) > 0.99 and min(plain) < 0.95, plain  # the assembly gives the wrist to one of them
+
+
+def fill(second_limb_value, min_count=2):
+    """Types 0, 1 held by person 0 at peaks 0, 1; peak 2 (type 2) is free; limbs 0-2 (all ones) and 1-2."""
+    peaks = np.array([[1, 1, 0.9, 0], [8, 1, 0.8, 1], [4, 8, 0.7, 2]], np.float32)
+    limb_maps = np.ones((10, 10, 2), np.float32)
+    limb_maps[:, :, 1] = second_limb_value
+    parts = np.array([[0, 1, -1]], np.int32)
+    stats = np.array([[3.0, 2.0, 7.0]])
+    added = completion.fill_missing(limb_maps, peaks, np.array([0, 1, 2, 3]), np.array([[0, 2], [1, 2]]),
+                                    LIMB_PARAMS, min_count, parts, stats, 1)
+    return added, parts, stats
+
+
+def test_fill_missing_needs_more_supporting_than_rejecting_limbs():
+    added, parts, stats = fill(1.0)
+    assert added == 1 and parts.tolist() == [[0, 1, 2]]
+    assert stats[0].tolist() == pytest.approx([3.0 + 0.7 + 2.0, 3.0, 7.0])  # peak + two limb scores of 1
+    added, parts, stats = fill(0.0)  # one limb supports peak 2, the other rejects it: a tie is no fill
+    assert added == 0 and parts.tolist() == [[0, 1, -1]] and stats[0].tolist() == [3.0, 2.0, 7.0]
+    assert fill(1.0, min_count=3)[0] == 0  # people with fewer keypoints are left alone
+
+
+def gaussians(centres, shape=(12, 12), sigma=0.875):
+    """Max of unit-or-scaled Gaussians ``(cx, cy, amplitude)`` as a one-channel map, like the targets."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+    m = np.zeros(shape)
+    for cx, cy, a in centres:
+        m = np.maximum(m, a * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma ** 2)))
+    return m.astype(np.float32)[:, :, None]
+
+
+def test_split_peaks_recover_a_keypoint_on_a_neighbours_flank():
+    m = gaussians([(5.2, 5.1, 1.0), (5.3, 6.4, 0.9)])
+    assert len(find_all_peaks(m, 1, 0.15)[0]) == 1  # the weaker one is no 3x3 maximum
+    peaks, offsets = find_all_peaks(m, 1, 0.15, split_margin=0.45)
+    assert offsets.tolist() == [0, 2]
+    hidden = peaks[np.argmax(peaks[:, 1])]
+    assert hidden[:2] == pytest.approx([5.3, 6.5], abs=1e-4)  # cell (5, 7) moved half a cell up (the clip)
+    assert hidden[2] == pytest.approx(m[7, 5, 0]) and hidden[3] == 0
+    assert len(find_all_peaks(m, 1, 0.15, split_margin=0.45, refine=False)[0]) == 2
+
+
+@pytest.mark.parametrize("cy", [0.0, 0.3, 3.5, 6.8, 8.0])
+def test_split_peaks_add_nothing_to_single_or_distant_gaussians(cy):
+    for cx in np.linspace(0.0, 11.0, 12):
+        assert len(find_all_peaks(gaussians([(cx, cy, 1.0)], (9, 12)), 1, 0.15, split_margin=0.45)[0]) == 1
+    far = gaussians([(2.3, cy, 1.0), (8.6, cy, 0.6)], (9, 12))
+    assert len(find_all_peaks(far, 1, 0.15, split_margin=0.45)[0]) == 2
+
+
 # === numba == plain Python ===
 _KERNEL_SCRIPT = r"""
 import json, sys
@@ -239,7 +306,16 @@ pm = np.full((len(peaks), 3), -1, np.int32); sm = np.zeros((len(peaks), 3))
 nm = kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm)
 pp = np.full((len(peaks), 3), -1, np.int32); sp = np.zeros((len(peaks), 3))
 npub = kernels.assemble_published(peaks, conns, 4.0, 0.85, pp, sp)
+from simplepose.decode import completion, split_peaks
+pf, sf = pm[:nm].copy(), sm[:nm].copy()
+n_fill = completion.fill_missing(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0, 2]]),
+                                 np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), 2, pf, sf, nm)
+grouped = out_all[:n_all]
+off_all = np.searchsorted(grouped[:, 3], [0, 1, 2, 3])
+split = np.zeros((200, 4), np.float32)
+n_split = split_peaks.find_split_peaks_all(maps, grouped, off_all, 0.3, 0.05, True, split)
 res = {"peaks": peaks.tolist(), "peaks_all": out_all[:n_all].tolist(), "conns": conns.tolist(),
+       "fill": [n_fill, pf.tolist(), sf.tolist()], "split": split[:n_split].tolist(),
        "merge": [pm[:nm].tolist(), sm[:nm].tolist()],
        "published": [pp[:npub].tolist(), sp[:npub].tolist()],
        "bilinear": float(kernels.bilinear(limb, 3.3, 7.9)),
@@ -259,11 +335,13 @@ def _run_kernels(disable_jit: bool) -> dict:
 def test_numba_kernels_match_plain_python():
     jit, plain = _run_kernels(False), _run_kernels(True)
     assert len(plain["peaks"]) > 10 and len(plain["conns"]) > 3 and len(plain["merge"][0]) > 1
-    for key in ("peaks", "peaks_all", "conns", "bilinear", "segment"):
+    assert plain["fill"][0] > 0 and len(plain["split"]) > 0
+    for key in ("peaks", "peaks_all", "conns", "bilinear", "segment", "split"):
         np.testing.assert_allclose(np.asarray(jit[key], float), np.asarray(plain[key], float), rtol=1e-5, atol=1e-6)
-    for key in ("merge", "published"):
+    for key in ("merge", "published", "fill"):
         assert jit[key][0] == plain[key][0]
         np.testing.assert_allclose(jit[key][1], plain[key][1], rtol=1e-5)
+    np.testing.assert_allclose(jit["fill"][2], plain["fill"][2], rtol=1e-5)  # person totals after the fill
 
 
 def test_cell_centres_round_trip_through_decode():

@@ -1,4 +1,4 @@
-"""Decoding network maps into people: peaks, limb scoring, greedy grouping (numba kernels)."""
+"""Decoding maps into people: peaks (merged ones split), limb scoring, greedy grouping, fill-in (numba kernels)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +17,8 @@ def grouping_params(params) -> GroupingParams:
         min_samples=params.limb_min_samples, max_samples=params.limb_max_samples,
         samples_per_cell=params.limb_samples_per_cell, mode=params.grouping,
         max_length_ratio=params.max_length_ratio, merge_tolerance=params.merge_tolerance,
-        min_keypoints=params.min_keypoints, min_mean_score=params.min_mean_score)
+        min_keypoints=params.min_keypoints, min_mean_score=params.min_mean_score,
+        fill_missing=params.fill_missing, fill_min_keypoints=params.fill_min_keypoints)
 
 
 def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose]:
@@ -45,10 +46,10 @@ def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose
         raise ValueError(f"keypoint maps {keypoint_maps.shape} and limb maps {limb_maps.shape} differ in size")
     peaks, offsets = find_all_peaks(keypoint_maps, skeleton.num_keypoints, params.peak_threshold,
                                     refine=params.peak_refine, smoothing=params.peak_smoothing,
-                                    max_peaks=params.max_peaks)
+                                    max_peaks=params.max_peaks, split_margin=params.peak_split_margin)
     gp = grouping_params(params)
     conns = score_connections(limb_maps, peaks, offsets, skeleton.limbs, gp)
-    parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp)
+    parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, skeleton.limbs)
     return to_poses(peaks, parts, stats, stride, gp.mode)
 
 

@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 
-from simplepose.decode import kernels
+from simplepose.decode import completion, kernels
 from simplepose.pose import Pose, cell_to_pixel
 
 
@@ -23,6 +23,16 @@ class GroupingParams:
     merge_tolerance: float
     min_keypoints: int
     min_mean_score: float
+    fill_missing: bool = False
+    fill_min_keypoints: int = 2
+
+
+def limb_test_params(params: GroupingParams, map_height: int) -> np.ndarray:
+    """The limb test vector of ``kernels.score_limb`` (the distance prior uses half the map height)."""
+    min_samples = max(int(params.min_samples), 2)  # both endpoints are always sampled
+    return np.array([params.limb_threshold, params.limb_min_fraction, min_samples,
+                     max(int(params.max_samples), min_samples), params.samples_per_cell, 0.5 * map_height],
+                    dtype=np.float64)
 
 
 def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams):
@@ -36,10 +46,7 @@ def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams):
     limb_maps = np.asarray(limb_maps, dtype=np.float32)
     if limb_maps.ndim != 3 or limb_maps.shape[2] != len(limbs):
         raise ValueError(f"expected (h, w, {len(limbs)}) limb maps, got {limb_maps.shape}")
-    min_samples = max(int(params.min_samples), 2)  # both endpoints are always sampled
-    kparams = np.array([params.limb_threshold, params.limb_min_fraction, min_samples,
-                        max(int(params.max_samples), min_samples), params.samples_per_cell,
-                        0.5 * limb_maps.shape[0]], dtype=np.float64)
+    kparams = limb_test_params(params, limb_maps.shape[0])
     counts = np.diff(offsets)
     capacity = int(sum(min(counts[a], counts[b]) for a, b in limbs))
     out = np.zeros((capacity, 6), dtype=np.float32)
@@ -47,8 +54,11 @@ def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams):
     return out[:n]
 
 
-def assemble(peaks, conns, num_keypoints: int, params: GroupingParams):
-    """Group connections into people and drop weak ones.
+def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps=None, offsets=None, limbs=None):
+    """Group connections into people, complete them (``improved`` mode) and drop weak ones.
+
+    Args:
+        limb_maps, offsets, limbs: the maps, peak offsets and limb pairs; needed by ``params.fill_missing``.
 
     Returns:
         ``(parts, stats)``: peak row per person and keypoint type (-1 = absent) and
@@ -69,11 +79,25 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams):
     else:
         raise ValueError(f"unknown grouping mode {params.mode!r}; expected 'improved' or 'published'")
     parts, stats = parts[:n], stats[:n]
+    if params.mode == "improved":
+        _complete(peaks, parts, stats, params, limb_maps, offsets, limbs)
     if params.min_keypoints <= 1:
         parts, stats = _add_singletons(peaks, parts, stats)
     count = stats[:, 1]
     keep = (count >= max(params.min_keypoints, 1)) & (stats[:, 0] >= params.min_mean_score * np.maximum(count, 1))
     return parts[keep], stats[keep]
+
+
+def _complete(peaks, parts, stats, params: GroupingParams, limb_maps, offsets, limbs) -> None:
+    """Limb-supported fill-in of missing keypoints (``completion.fill_missing``), in place."""
+    if not params.fill_missing or not len(parts):
+        return
+    if limb_maps is None or offsets is None or limbs is None:
+        raise ValueError("fill_missing needs the limb maps, peak offsets and limbs")
+    limb_maps = np.asarray(limb_maps, np.float32)
+    completion.fill_missing(limb_maps, peaks, np.asarray(offsets, np.int64), np.asarray(limbs, np.int64).reshape(-1, 2),
+                            limb_test_params(params, limb_maps.shape[0]), max(int(params.fill_min_keypoints), 1),
+                            parts, stats, len(parts))
 
 
 def _add_singletons(peaks, parts, stats):

@@ -70,7 +70,7 @@ def _one_sided(centre, neighbour, direction, curvature, log_fit):
 
 
 @njit(cache=True, nogil=True)
-def _refine(m, r, c, log_fit):
+def subpixel_offset(m, r, c, log_fit):
     """Sub-pixel (dx, dy) of the peak at (r, c): a parabola per axis, one-sided on the map border."""
     h, w = m.shape
     v = m[r, c]
@@ -108,7 +108,7 @@ def find_peaks(m, threshold, refine, log_fit, channel, out, count):
             v = m[r, c]
             if v <= threshold or count >= out.shape[0] or not _is_peak(m, r, c, v):
                 continue
-            dx, dy = _refine(m, r, c, log_fit) if refine else (0.0, 0.0)
+            dx, dy = subpixel_offset(m, r, c, log_fit) if refine else (0.0, 0.0)
             out[count, PEAK_X] = c + dx
             out[count, PEAK_Y] = r + dy
             out[count, PEAK_SCORE] = v
@@ -158,23 +158,35 @@ def segment_score(m, xa, ya, xb, yb, samples, threshold, max_below):
 
 
 @njit(cache=True, nogil=True)
+def pair_score(limb_map, peaks, i, j, params):
+    """The limb test of :func:`score_limb` for peaks i -> j: ``(score, length)``, score -1 if it fails.
+
+    Shapes: ``limb_map (h, w)``; ``peaks (P, 4)``; ``params (6,)`` as in :func:`score_limb`.
+    """
+    dx = peaks[j, PEAK_X] - peaks[i, PEAK_X]
+    dy = peaks[j, PEAK_Y] - peaks[i, PEAK_Y]
+    length = math.sqrt(dx * dx + dy * dy)
+    if length < 1e-6:
+        return -1.0, length
+    samples = int(min(params[3], max(params[2], math.ceil(length * params[4]) + 1)))
+    max_below = int(math.floor((1.0 - params[1]) * samples + 1e-9))
+    mean, fraction = segment_score(limb_map, peaks[i, PEAK_X], peaks[i, PEAK_Y],
+                                   peaks[j, PEAK_X], peaks[j, PEAK_Y], samples, params[0], max_below)
+    score = mean + min(params[5] / length - 1.0, 0.0)
+    if fraction >= params[1] and score > 0.0:
+        return score, length
+    return -1.0, length
+
+
+@njit(cache=True, nogil=True)
 def _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params):
     """Rows ``[a, b, score, length, rank]`` of the (A, B) pairs that pass the limb tests (see :func:`score_limb`)."""
     cand = np.empty(((a_hi - a_lo) * (b_hi - b_lo), 5), dtype=np.float64)
     n = 0
     for i in range(a_lo, a_hi):
         for j in range(b_lo, b_hi):
-            dx = peaks[j, PEAK_X] - peaks[i, PEAK_X]
-            dy = peaks[j, PEAK_Y] - peaks[i, PEAK_Y]
-            length = math.sqrt(dx * dx + dy * dy)
-            if length < 1e-6:
-                continue
-            samples = int(min(params[3], max(params[2], math.ceil(length * params[4]) + 1)))
-            max_below = int(math.floor((1.0 - params[1]) * samples + 1e-9))
-            mean, fraction = segment_score(limb_map, peaks[i, PEAK_X], peaks[i, PEAK_Y],
-                                           peaks[j, PEAK_X], peaks[j, PEAK_Y], samples, params[0], max_below)
-            score = mean + min(params[5] / length - 1.0, 0.0)
-            if fraction >= params[1] and score > 0.0:
+            score, length = pair_score(limb_map, peaks, i, j, params)
+            if score > 0.0:
                 cand[n, 0] = i
                 cand[n, 1] = j
                 cand[n, 2] = score

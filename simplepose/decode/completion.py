@@ -1,0 +1,101 @@
+"""numba kernel that completes assembled people: limb-supported fill-in of missing keypoints.
+
+The pass only ever adds keypoints to a person that has none of that type, so under COCO's OKS (which
+scores only the ground truth's labelled keypoints, a missing prediction counting as a miss) it cannot
+lower the OKS of a detection against its own person. Like ``kernels``: arrays and scalars only, and
+every function also runs as plain Python under ``NUMBA_DISABLE_JIT=1``.
+"""
+import numpy as np
+from numba import njit
+
+from simplepose.decode.kernels import PEAK_SCORE, pair_score
+
+
+@njit(cache=True, nogil=True)
+def _support(limb_maps, peaks, limbs, params, parts, r, t, j):
+    """Limbs between peak j (type t) and person r's keypoints: (sum of passing scores, passed, failed)."""
+    total, passed, failed = 0.0, 0, 0
+    for k in range(limbs.shape[0]):
+        a, b = limbs[k, 0], limbs[k, 1]
+        if a == t:
+            src = parts[r, b]
+        elif b == t:
+            src = parts[r, a]
+        else:
+            continue
+        if src < 0:
+            continue
+        s, _ = pair_score(limb_maps[:, :, k], peaks, src, j, params)
+        if s > 0.0:
+            total += s
+            passed += 1
+        else:
+            failed += 1
+    return total, passed, failed
+
+
+@njit(cache=True, nogil=True)
+def _best_fill(limb_maps, peaks, offsets, limbs, params, parts, r, t):
+    """The peak of type t that most limbs to person r's keypoints support (more passing than failing).
+
+    Returns:
+        ``(peak row, sum of its passing limb scores)``, or ``(-1, 0)``.
+    """
+    best, best_total = -1, 0.0
+    for j in range(offsets[t], offsets[t + 1]):
+        total, passed, failed = _support(limb_maps, peaks, limbs, params, parts, r, t, j)
+        if passed > failed and total > best_total:
+            best, best_total = j, total
+    return best, best_total
+
+
+@njit(cache=True, nogil=True)
+def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, stats, n):
+    """Give people the keypoint types they lack when limbs from their keypoints support a peak.
+
+    Among the peaks of a missing type, the one with the largest sum of passing limb scores wins, provided
+    more of the limbs between it and the person's keypoints pass the limb test than fail it. The peak
+    may already belong to another person (two people's keypoints closer than a map cell give one peak,
+    which the greedy assembly hands to one of them only) or to nobody. People with fewer than
+    ``min_count`` keypoints are left alone. Within a pass every type is judged on the person as it was
+    before the pass (so the result does not depend on the keypoint order, and mirrored maps give mirrored
+    people); passes repeat until nothing changes, so a filled elbow can support the wrist.
+
+    Args:
+        limb_maps, peaks, offsets, limbs: as in ``kernels.score_all_limbs``.
+        params: the limb test ``[limb_threshold, min_fraction, min_samples, max_samples,
+            samples_per_cell, distance_scale]`` of ``kernels.score_limb`` (``kernels.pair_score``).
+        parts, stats: people from the assembly, updated in place (total score, count).
+        n: the number of person rows in use.
+
+    Returns:
+        the number of keypoints added.
+
+    Shapes: ``limb_maps (h, w, L)``; ``peaks (P, 4)``; ``offsets (K + 1,)``; ``limbs (L, 2)``;
+    ``parts (N, K)`` int32; ``stats (N, 3)``.
+    """
+    added = 0
+    found = np.full(parts.shape[1], -1, dtype=np.int64)
+    support = np.zeros(parts.shape[1])
+    dirty = np.ones(n, dtype=np.bool_)  # a person that gained nothing in a pass gains nothing later
+    for _ in range(parts.shape[1]):
+        changed = False
+        for r in range(n):
+            if not dirty[r] or stats[r, 1] < min_count:
+                continue
+            dirty[r] = False
+            for t in range(parts.shape[1]):  # every type sees the person as it was before this pass
+                found[t] = -1
+                if parts[r, t] < 0:
+                    found[t], support[t] = _best_fill(limb_maps, peaks, offsets, limbs, params, parts, r, t)
+            for t in range(parts.shape[1]):
+                if found[t] >= 0:
+                    parts[r, t] = found[t]
+                    stats[r, 0] += peaks[found[t], PEAK_SCORE] + support[t]
+                    stats[r, 1] += 1.0
+                    added += 1
+                    changed = True
+                    dirty[r] = True
+        if not changed:
+            break
+    return added
