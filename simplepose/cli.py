@@ -27,8 +27,9 @@ def make_parser(doc: str) -> argparse.ArgumentParser:
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="experiment YAML file (see configs/)")
-    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override config values, e.g. --set train.learning_rate=1e-4 data.stride=8")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values, e.g. --set train.learning_rate=1e-4 data.stride=8 "
+                             "(may be repeated)")
 
 
 def config_from_args(args, weights=None, extra_overrides=()):

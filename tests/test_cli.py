@@ -68,3 +68,12 @@ def test_topdown_oracle_through_the_evaluation_cli(synthetic_coco, tmp_path, cap
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["AP"] > 0.9  # ground-truth boxes and maps: only keypoints outside the enlarged box are lost
     assert "AP" in capsys.readouterr().out
+
+
+def test_repeated_set_flags_accumulate():
+    parser = cli.make_parser("doc")
+    cli.add_config_args(parser)
+    args = parser.parse_args(["--set", "train.batch_size=3", "--set", "train.epochs=7", "data.stride=4"])
+    cfg = cli.config_from_args(args)
+    assert (cfg.train.batch_size, cfg.train.epochs, cfg.data.stride) == (3, 7, 4)
+    assert cli.make_parser("doc").parse_args([]) is not None and parser.parse_args([]).overrides == []
