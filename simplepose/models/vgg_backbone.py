@@ -59,7 +59,7 @@ def vgg19_trunk(x, conv, width_multiplier: float = 1.0):
 
     Args:
         x: preprocessed image tensor.
-        conv: ``conv(x, filters, kernel, name)`` factory that applies a ReLU conv layer.
+        conv: a ``stages.ConvFactory`` (``conv(x, filters, kernel, name, role=...)`` applies a ReLU conv).
         width_multiplier: scales every conv width (1.0 = VGG19, needed for ImageNet weights).
 
     Returns:
@@ -70,14 +70,14 @@ def vgg19_trunk(x, conv, width_multiplier: float = 1.0):
     """
     feats = {}
     pools = 0
-    for spec in VGG19_LAYERS:
+    for i, spec in enumerate(VGG19_LAYERS):
         if spec is None:
             pools += 1
             x = layers.MaxPooling2D(2, 2, padding="valid", name=f"block{pools}_pool")(x)
             feats[f"pool{pools}"] = x
         else:
             name, filters = spec
-            x = conv(x, scaled(filters, width_multiplier), 3, name)
+            x = conv(x, scaled(filters, width_multiplier), 3, name, role="input" if i == 0 else "hidden")
     feats["conv4_2"] = x
     return feats
 
