@@ -52,15 +52,13 @@ def load_predictor(path, cfg):
 
 def predict_topdown(path, cfg, image, boxes):
     """Top-down poses in the given boxes, or in the whole image taken as one box (said on stdout)."""
-    import keras
-
-    import simplepose.models.registry  # noqa: F401  (registers the serialisable classes)
+    from simplepose.models.registry import load_model
     from simplepose.topdown_eval import predict_image
 
     if not os.path.isfile(path):
         raise cli.UserError(f"{path}: model file not found")
     try:
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = load_model(path)
     except (ValueError, OSError) as e:
         raise cli.UserError(f"{path}: cannot load model ({e})") from None
     if boxes:

@@ -110,13 +110,11 @@ class Predictor:
     @classmethod
     def from_file(cls, path, cfg=None) -> "Predictor":
         """Load a ``.keras`` bottom-up model (safe mode); skeleton, stride and inference settings from ``cfg``."""
-        import keras
-
-        import simplepose.models.registry  # noqa: F401  (registers the serialisable classes)
         from simplepose.config import Config
+        from simplepose.models.registry import load_model
 
         cfg = cfg if cfg is not None else Config()
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = load_model(path)
         have = _output_channels(model)
         want = (cfg.skeleton.num_keypoint_channels, cfg.skeleton.num_limbs)
         if have is not None and have != want:

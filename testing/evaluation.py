@@ -49,11 +49,9 @@ def _load(load, path, *args):
 
 
 def _load_keras(path):
-    import keras
+    from simplepose.models.registry import load_model
 
-    import simplepose.models.registry  # noqa: F401  (registers the serialisable classes)
-
-    return keras.saving.load_model(path, safe_mode=True)
+    return load_model(path)
 
 
 def run_bottomup(args, cfg):

@@ -30,3 +30,16 @@ def build_model(cfg: Config, *, load_weights: bool = True) -> keras.Model:
     if cfg.model.architecture in ARCHITECTURES:
         return build_bottomup_model(cfg, load_weights=load_weights)
     raise ValueError(f"unknown model.architecture {cfg.model.architecture!r}")
+
+
+def load_model(path, *, compile: bool = False) -> keras.Model:
+    """Load a ``.keras`` model saved by simplepose (safe mode: no Lambda layers, no arbitrary code).
+
+    Every simplepose serialisable class (networks, attention, losses, optimisers, schedules) is
+    registered first. ``compile=False`` (the default, for inference) skips the optimiser and loss.
+    """
+    import simplepose.losses  # noqa: F401  (registers the serialisable classes)
+    import simplepose.models.topdown_net  # noqa: F401
+    import simplepose.optimizers  # noqa: F401
+
+    return keras.saving.load_model(path, compile=compile, safe_mode=True)
