@@ -16,8 +16,9 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    #: Skeleton (limb set) name, see ``simplepose.skeleton.SKELETONS``.
-    skeleton: str = "coco18_limbs24"
+    #: Skeleton (limb set) name, see ``simplepose.skeleton.SKELETONS``. ``coco18_limbs40`` adds redundant
+    #: links to the published ``coco18_limbs24`` (oracle AP on coco-mini: 0.959/0.983 vs 0.905/0.843).
+    skeleton: str = "coco18_limbs40"
     #: Square training crop side, in pixels.
     input_size: int = 368
     #: Output stride of the network maps.

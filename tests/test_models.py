@@ -21,7 +21,8 @@ TINY = os.path.join(REPO, "configs", "bottomup_tiny.yaml")
 
 @pytest.fixture(scope="module")
 def full_model():
-    return registry.build_model(load_config(None))
+    published = os.path.join(REPO, "configs", "published_model3_vgg19_368.yaml")
+    return registry.build_model(load_config(published, ["model.backbone_weights=none"]))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_model3_has_published_parameter_count(full_model):
 
 
 def test_openpose_variant_parameter_count():
-    model = registry.build_model(load_config(None, ["model.architecture=openpose"]))
+    model = registry.build_model(load_config(None, ["model.architecture=openpose", "data.skeleton=coco18_limbs24"]))
     assert model.count_params() == 25_594_945
 
 
