@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import sys
 
 import simplepose
-from simplepose.config import ConfigError, load_config
+from simplepose.config import ConfigError, load_config, saved_config_path
 
 LOG = logging.getLogger(__name__)
 
@@ -37,11 +36,9 @@ def config_from_args(args, weights=None, extra_overrides=()):
     ``weights`` (what training writes into its run directory) is used, so a trained model is evaluated
     with the input size, stride and skeleton it was trained with."""
     path = args.config
-    if path is None and weights:
-        saved = os.path.join(os.path.dirname(os.path.abspath(weights)), "config.yaml")
-        if os.path.isfile(saved):
-            LOG.info("config: %s (saved beside the model; --config replaces it)", saved)
-            path = saved
+    if path is None and weights and saved_config_path(weights):
+        path = saved_config_path(weights)
+        LOG.info("config: %s (saved beside the model; --config replaces it)", path)
     return load_config(path, list(args.overrides) + list(extra_overrides))
 
 

@@ -290,6 +290,12 @@ def load_config(path=None, overrides=()) -> Config:
     return cfg.with_overrides(overrides)
 
 
+def saved_config_path(model_path):
+    """The ``config.yaml`` that training wrote beside ``model_path``, or None when there is none."""
+    path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(model_path))), "config.yaml")
+    return path if os.path.isfile(path) else None
+
+
 def atomic_write_text(path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
     path = os.fspath(path)

@@ -109,11 +109,14 @@ class Predictor:
 
     @classmethod
     def from_file(cls, path, cfg=None) -> "Predictor":
-        """Load a ``.keras`` bottom-up model (safe mode); skeleton, stride and inference settings from ``cfg``."""
-        from simplepose.config import Config
+        """Load a ``.keras`` bottom-up model (safe mode); skeleton, stride and inference settings from ``cfg``.
+
+        Without ``cfg``, the ``config.yaml`` that training saved beside the model is used (else defaults).
+        """
+        from simplepose.config import load_config, saved_config_path
         from simplepose.models.registry import load_model
 
-        cfg = cfg if cfg is not None else Config()
+        cfg = cfg if cfg is not None else load_config(saved_config_path(path))
         model = load_model(path)
         have = _output_channels(model)
         want = (cfg.skeleton.num_keypoint_channels, cfg.skeleton.num_limbs)
