@@ -16,8 +16,12 @@ class UserError(Exception):
     """A problem with the user's input (file, flag, data): reported as one line, no traceback."""
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks (examples) and shows defaults."""
+
+
 def make_parser(doc: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=doc, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"simplepose {simplepose.__version__}")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="logging verbosity")

@@ -157,11 +157,74 @@ def data_size(path) -> int:
         raise TrainingError(str(e).splitlines()[0]) from None
 
 
-def make_dataset(source, cfg: Config, *, train: bool, global_batch: int, seed: int):
-    """``source`` as a dataset: HDF5 paths go through ``simplepose.data.pipeline``, datasets pass through."""
+def open_source(cfg: Config, source, images=None, *, training: bool):
+    """A data file as :func:`make_dataset` reads it, checked now (before any epoch starts).
+
+    Bottom-up configs read an HDF5 file (returned as is); top-down configs (``model.architecture=topdown``)
+    read a COCO keypoint JSON plus its image folder ``images`` (returned as ``TopDownSamples``). Anything
+    that is not a path (a ready dataset, ``TopDownSamples``) passes through.
+
+    Raises:
+        TrainingError: missing or unreadable file, the wrong kind of file for the architecture, a missing or
+            superfluous image folder.
+    """
     if not isinstance(source, (str, os.PathLike)):
         return source
-    if keras.backend.backend() == "tensorflow":
+    path = os.fspath(source)
+    if cfg.model.architecture != "topdown":
+        if images is not None:
+            raise TrainingError(f"{images}: an image folder is only read by top-down configs; bottom-up "
+                                "training reads everything from its HDF5 file")
+        if path.lower().endswith(".json"):
+            raise TrainingError(f"{path}: bottom-up training reads an HDF5 file (training/coco_masks_hdf5.py); "
+                                "COCO JSON files are read by top-down configs (model.architecture=topdown)")
+        data_size(path)
+        return path
+    return _topdown_samples(cfg, path, images, training=training)
+
+
+def _topdown_samples(cfg: Config, path: str, images, *, training: bool):
+    from simplepose.data.topdown import samples_from_config
+
+    if path.lower().endswith((".h5", ".hdf5")):
+        raise TrainingError(f"{path}: top-down training reads a COCO keypoint JSON and its image folder, "
+                            "not an HDF5 file")
+    if not os.path.isfile(path):
+        raise TrainingError(f"{path}: annotation file not found")
+    if images is None or not os.path.isdir(images):
+        raise TrainingError(f"{path}: top-down training needs the image folder of this annotation file"
+                            + (f" ({images} is not a folder)" if images is not None else ""))
+    try:
+        samples = samples_from_config(cfg, path, images, training=training)
+    except (AssertionError, ValueError, KeyError, TypeError) as e:  # pycocotools' assorted errors on foreign JSON
+        raise TrainingError(f"{path}: not a COCO keypoint file ({type(e).__name__}: {e})") from None
+    if len(samples) < (cfg.train.batch_size if training else 1):
+        raise TrainingError(f"{path}: {len(samples)} usable person instance(s), fewer than "
+                            + (f"one batch of {cfg.train.batch_size}" if training else "one"))
+    return samples
+
+
+def make_dataset(source, cfg: Config, *, train: bool, global_batch: int, seed: int):
+    """An opened ``source`` (:func:`open_source`) as batches for ``model.fit``; datasets pass through.
+
+    HDF5 paths go through ``simplepose.data.pipeline``; ``TopDownSamples`` through
+    ``simplepose.data.topdown`` as ``(crops, {"heatmaps"}, {"heatmaps": weights})`` (training: repeated,
+    every pass reshuffled, re-augmented and without its last partial batch). ``tf.data`` on TensorFlow,
+    ``keras.utils.PyDataset`` on other backends.
+    """
+    from simplepose.data.topdown import TopDownSamples
+
+    tensorflow = keras.backend.backend() == "tensorflow"
+    if isinstance(source, TopDownSamples):
+        from simplepose.data.topdown import build_topdown_dataset, topdown_py_dataset
+
+        if not tensorflow:
+            return topdown_py_dataset(source, global_batch, training=train, seed=seed, sample_weight=True)
+        ds = build_topdown_dataset(source, global_batch, training=train, seed=seed, sample_weight=True)
+        return ds.repeat() if train else ds
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    if tensorflow:
         from simplepose.data.pipeline import build_dataset
 
         return build_dataset(source, cfg, train=train, global_batch_size=global_batch, seed=seed)
@@ -170,12 +233,24 @@ def make_dataset(source, cfg: Config, *, train: bool, global_batch: int, seed: i
     return PoseDataset(source, cfg, train=train, batch_size=global_batch, seed=seed)
 
 
+def make_datasets(cfg: Config, train, val=None, *, seed: int):
+    """Training and validation batches (``val_ds`` None without ``val``) from opened sources."""
+    batch = cfg.train.batch_size
+    train_ds = make_dataset(train, cfg, train=True, global_batch=batch, seed=seed)
+    val_ds = None if val is None else make_dataset(val, cfg, train=False, global_batch=batch, seed=cfg.train.seed)
+    return train_ds, val_ds
+
+
 def resolve_steps(cfg: Config, train_source) -> int:
-    """``train.steps_per_epoch``, or one pass over the training file when it is 0."""
+    """``train.steps_per_epoch``, or one pass over the opened training source when it is 0."""
+    from simplepose.data.topdown import TopDownSamples
+
     if cfg.train.steps_per_epoch:
         return cfg.train.steps_per_epoch
+    if isinstance(train_source, TopDownSamples):
+        return max(1, len(train_source) // cfg.train.batch_size)
     if not isinstance(train_source, (str, os.PathLike)):
-        raise TrainingError("train.steps_per_epoch=0 needs an HDF5 training file to count its samples")
+        raise TrainingError("train.steps_per_epoch=0 needs a training file (HDF5 or COCO JSON) to count its samples")
     return max(1, data_size(train_source) // cfg.train.batch_size)
 
 
@@ -268,15 +343,17 @@ def _number(text):
 
 
 # === Fit ===
-def fit(cfg: Config, run_dir, train, val=None, *, callbacks=(), strategy=None,
-        verbose="auto") -> keras.callbacks.History:
+def fit(cfg: Config, run_dir, train, val=None, *, train_images=None, val_images=None, callbacks=(),
+        strategy=None, verbose="auto") -> keras.callbacks.History:
     """Train ``cfg``'s model, writing config, logs and checkpoints into ``run_dir``; resume if interrupted.
 
     Args:
         cfg: resolved config (``train`` section: batch, epochs, steps, strategy, precision, optimiser).
         run_dir: run directory; a previous interrupted run with the same config there is continued.
-        train, val: HDF5 paths (read through ``simplepose.data.pipeline``) or ready datasets of
-            ``(image, {"keypoints", "limbs", "mask"})`` global batches.
+        train, val: data files (see :func:`open_source`): HDF5 for bottom-up configs, COCO keypoint JSON for
+            top-down ones; or ``TopDownSamples``; or ready datasets of the model's ``(x, y[, sample_weight])``
+            global batches.
+        train_images, val_images: image folders of the top-down JSON files.
         callbacks: extra Keras callbacks.
         strategy: a ``tf.distribute`` strategy made by the caller (default: ``make_strategy(train.strategy)``;
             multi-worker strategies must exist before TensorFlow starts, e.g. before building datasets).
@@ -285,9 +362,8 @@ def fit(cfg: Config, run_dir, train, val=None, *, callbacks=(), strategy=None,
         TrainingError: bad data file, batch that does not split over the replicas, run dir holding another
             config, NaN loss.
     """
-    for source in (train, val):
-        if isinstance(source, (str, os.PathLike)):
-            data_size(source)
+    train = open_source(cfg, train, train_images, training=True)
+    val = None if val is None else open_source(cfg, val, val_images, training=False)
     strategy = strategy or make_strategy(cfg.train.strategy)
     check_batch_split(cfg.train.batch_size, replica_count(strategy))
     chief = is_chief(strategy)
@@ -303,10 +379,8 @@ def fit(cfg: Config, run_dir, train, val=None, *, callbacks=(), strategy=None,
         model = build_and_compile(cfg, steps, strategy)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    seed = cfg.train.seed + 7919 * initial_epoch  # resumed epochs draw new augmentations
-    train_ds = make_dataset(train, cfg, train=True, global_batch=cfg.train.batch_size, seed=seed)
-    val_ds = None if val is None else make_dataset(val, cfg, train=False, global_batch=cfg.train.batch_size,
-                                                   seed=cfg.train.seed)
+    # resumed epochs draw new augmentations
+    train_ds, val_ds = make_datasets(cfg, train, val, seed=cfg.train.seed + 7919 * initial_epoch)
     worker = getattr(getattr(strategy, "cluster_resolver", None), "task_id", 0) or 0
     all_callbacks = make_callbacks(run_dir, chief=chief, validate=val is not None, worker_id=worker)
     LOG.info("training %s (%d parameters) on %d replica(s), global batch %d, %d steps/epoch, epochs %d..%d",

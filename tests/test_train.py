@@ -1,7 +1,9 @@
 """Training: run directory, resume after a kill, NaN stop, checkpoints, and one-line CLI errors."""
 import csv
+import json
 import os
 import shutil
+import subprocess
 import sys
 
 import keras
@@ -72,6 +74,29 @@ def test_killed_run_resumes_from_last_completed_epoch(tmp_path):
     # a kill between an epoch's backup and its CSV row must not duplicate rows either
     train.trim_csv(os.path.join(run, train.CSV_FILE), 1)
     assert _csv_epochs(run) == [0]
+
+
+LOAD_IN_FRESH_PROCESS = """
+import json, sys
+from simplepose.models.registry import load_model
+inference, compiled = load_model(sys.argv[1]), load_model(sys.argv[1], compile=True)
+print(json.dumps({"params": inference.count_params(), "optimizer": type(compiled.optimizer).__name__,
+                  "iterations": int(compiled.optimizer.iterations)}))
+"""
+
+
+def test_trained_model_loads_in_fresh_process(tmp_path):
+    # regression: a model compiled with the simplepose optimiser once failed to load outside the process that
+    # trained it, where the optimiser class had not been registered by an import
+    cfg = _cfg("train.epochs=1", "train.steps_per_epoch=2", "train.lr_multipliers=true")
+    model = train.fit(cfg, str(tmp_path / "run"), synthetic_dataset(cfg), verbose=0).model
+    assert type(model.optimizer).__module__ == "simplepose.optimizers"
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", LOAD_IN_FRESH_PROCESS, str(tmp_path / "run" / "model.keras")],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == {"params": model.count_params(), "optimizer": type(model.optimizer).__name__, "iterations": 2}
 
 
 def test_nan_loss_stops_with_clear_message(tmp_path):

@@ -1,9 +1,15 @@
 #!/usr/bin/env python
-"""Train a pose network from HDF5 files into a run directory (resumes an interrupted run in place).
+"""Train a pose network into a run directory (resumes an interrupted run in place).
 
-Example:
+Bottom-up configs read HDF5 files (training/coco_masks_hdf5.py); top-down configs (model.architecture=topdown)
+read COCO person keypoint JSON files with their image folders (--train-images, --val-images).
+
+Examples:
     python training/train_pose.py --config configs/bottomup_tiny.yaml --train data/train.h5 \\
         --val data/val.h5 --run-dir runs/tiny --epochs 20
+    python training/train_pose.py --config configs/topdown_tiny.yaml \\
+        --train coco/annotations/person_keypoints_train2017.json --train-images coco/train2017 \\
+        --val coco/annotations/person_keypoints_val2017.json --val-images coco/val2017 --run-dir runs/td
 """
 import sys
 
@@ -13,15 +19,19 @@ from simplepose import cli
 def build_parser():
     parser = cli.make_parser(__doc__)
     cli.add_config_args(parser)
-    parser.add_argument("--train", required=True, help="training HDF5 file (training/coco_masks_hdf5.py)")
-    parser.add_argument("--val", help="validation HDF5 file; model.keras is then the best by val_loss")
+    parser.add_argument("--train", required=True, metavar="FILE",
+                        help="training data: HDF5 file (bottom-up) or COCO keypoint JSON (top-down)")
+    parser.add_argument("--train-images", metavar="DIR", help="top-down: image folder of the --train JSON")
+    parser.add_argument("--val", metavar="FILE", help="validation data, same kind as --train; model.keras is then "
+                        "the best by val_loss")
+    parser.add_argument("--val-images", metavar="DIR", help="top-down: image folder of the --val JSON")
     parser.add_argument("--run-dir", required=True, help="output folder: config, logs, checkpoints, backup")
     parser.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
     parser.add_argument("--steps-per-epoch", type=int, help="shortcut for --set train.steps_per_epoch=N")
     parser.add_argument("--batch-size", type=int, help="global batch; shortcut for --set train.batch_size=N")
     parser.add_argument("--strategy", choices=("auto", "one", "mirrored", "multiworker"),
                         help="shortcut for --set train.strategy=NAME")
-    parser.add_argument("--backbone-weights", help="imagenet, none or a VGG19 weights file (model.backbone_weights)")
+    parser.add_argument("--backbone-weights", help="imagenet, none or a backbone weights file (model.backbone_weights)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return parser
 
@@ -46,7 +56,8 @@ def main(argv=None) -> int:
     from simplepose.train import TrainingError, fit
 
     try:
-        history = fit(cfg, args.run_dir, args.train, args.val)
+        history = fit(cfg, args.run_dir, args.train, args.val, train_images=args.train_images,
+                      val_images=args.val_images)
     except (TrainingError, BackboneWeightsError) as e:
         raise cli.UserError(str(e)) from None
     losses = history.history.get("loss", [])
