@@ -17,7 +17,7 @@ $(VENV)/.installed: setup.cfg requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-test: venv
+test: venv lint
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: venv
