@@ -1,0 +1,29 @@
+"""Every user entry point answers --help and --version as a real subprocess, without a traceback."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import simplepose
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENTRY_POINTS = [
+    ["training/coco_masks_hdf5.py"],
+    ["training/train_pose.py"],
+    ["testing/evaluation.py"],
+    ["demo_image.py"],
+    ["-m", "simplepose.data.synthetic"],
+    ["-m", "simplepose.data.show"],
+]
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS, ids=lambda e: e[-1])
+def test_help_and_version(entry):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for flag, expect in (("--help", "usage:"), ("--version", f"simplepose {simplepose.__version__}")):
+        done = subprocess.run([sys.executable, *entry, flag], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert expect in done.stdout
+        assert "Traceback" not in done.stderr
