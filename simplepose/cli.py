@@ -4,10 +4,15 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 
-import simplepose
-from simplepose.config import ConfigError, load_config, saved_config_path
+# Scripts import this module before TensorFlow: keep TF's C++ start-up chatter off the user's terminal
+# (set TF_CPP_MIN_LOG_LEVEL=0 to see it again).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import simplepose  # noqa: E402
+from simplepose.config import ConfigError, load_config, saved_config_path  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 
