@@ -35,3 +35,20 @@ def coco_mini():
     if not (COCO_MINI / "annotations" / "person_keypoints_val2017.json").exists():
         pytest.skip("../shared/data/coco-mini is not available")
     return COCO_MINI
+
+
+@pytest.fixture
+def kill_at_epoch():
+    """Factory of a Keras callback that interrupts training when an epoch begins (a simulated kill)."""
+    import keras
+
+    class KillAtEpoch(keras.callbacks.Callback):
+        def __init__(self, epoch):
+            super().__init__()
+            self.epoch = epoch
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == self.epoch:
+                raise KeyboardInterrupt("simulated kill")
+
+    return KillAtEpoch

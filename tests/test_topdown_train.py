@@ -19,22 +19,12 @@ TINY = os.path.join(REPO, "configs", "topdown_tiny.yaml")
 BOTTOMUP_TINY = os.path.join(REPO, "configs", "bottomup_tiny.yaml")
 
 
-class KillAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated kill")
-
-
 def _log(run):
     with open(os.path.join(run, train.CSV_FILE)) as f:
         return list(csv.DictReader(f))
 
 
-def test_cli_trains_resumes_and_evaluates(capsys, tmp_path, synthetic_coco):
+def test_cli_trains_resumes_and_evaluates(capsys, tmp_path, synthetic_coco, kill_at_epoch):
     ann, images, run = str(synthetic_coco.ann_file), str(synthetic_coco.image_dir), str(tmp_path / "run")
     argv = ["--config", TINY, "--train", ann, "--train-images", images, "--val", ann, "--val-images", images,
             "--run-dir", run, "--epochs", "2"]
@@ -45,7 +35,7 @@ def test_cli_trains_resumes_and_evaluates(capsys, tmp_path, synthetic_coco):
 
     # a run killed after its first epoch, started again with the same command, continues with the second
     with pytest.raises(KeyboardInterrupt):
-        train.fit(cfg, run, ann, ann, train_images=images, val_images=images, callbacks=[KillAtEpoch(1)], verbose=0)
+        train.fit(cfg, run, ann, ann, train_images=images, val_images=images, callbacks=[kill_at_epoch(1)], verbose=0)
     assert train.resume_epoch(run) == 1 and [r["epoch"] for r in _log(run)] == ["0"]
     assert train_pose.main(argv) == 0, capsys.readouterr().err
     assert "done: 1 epoch(s)" in capsys.readouterr().out

@@ -40,27 +40,17 @@ def synthetic_dataset(cfg, size=32, batches=2, nan=False, seed=0, repeat=True):
     return ds.repeat() if repeat else ds
 
 
-class KillAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated kill")
-
-
 def _csv_epochs(run_dir):
     with open(os.path.join(run_dir, train.CSV_FILE)) as f:
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
-def test_killed_run_resumes_from_last_completed_epoch(tmp_path):
+def test_killed_run_resumes_from_last_completed_epoch(tmp_path, kill_at_epoch):
     cfg = _cfg("train.epochs=3", "train.steps_per_epoch=2")
     run = str(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
         train.fit(cfg, run, synthetic_dataset(cfg), synthetic_dataset(cfg, seed=1, repeat=False),
-                  callbacks=[KillAtEpoch(2)], verbose=0)
+                  callbacks=[kill_at_epoch(2)], verbose=0)
     assert _csv_epochs(run) == [0, 1] and train.resume_epoch(run) == 2
     killed_state = keras.saving.load_model(os.path.join(run, "last.keras"))
     assert int(killed_state.optimizer.iterations) == 4
