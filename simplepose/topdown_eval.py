@@ -1,8 +1,6 @@
 """Top-down COCO evaluation: person boxes, crops, flip test, decoding, rescoring, OKS-NMS and pycocotools."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
@@ -15,7 +13,7 @@ from simplepose.data.augment import AugmentParams
 from simplepose.data.topdown import (PersonInstance, box_to_center_size, clean_box, heatmap_stride,
                                      load_person_instances, make_sample, read_image)
 from simplepose.decode.topdown import crop_to_image, decode_heatmaps, flip_back
-from simplepose.evaluation import run_coco_eval
+from simplepose.evaluation import load_coco, run_coco_eval
 from simplepose.pose import Pose
 
 LOG = logging.getLogger(__name__)
@@ -199,7 +197,6 @@ def evaluate_topdown(cfg, ann_file, image_dir, *, model=None, oracle: bool = Fal
     """
     import dataclasses
 
-    from pycocotools.coco import COCO
     from tqdm import tqdm
 
     if oracle and boxes_file is not None:
@@ -208,8 +205,7 @@ def evaluate_topdown(cfg, ann_file, image_dir, *, model=None, oracle: bool = Fal
         raise ValueError("evaluate_topdown needs a model unless oracle=True")
     td = cfg.topdown if flip is None else dataclasses.replace(cfg.topdown, flip_test=bool(flip))
     skeleton = cfg.skeleton
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(os.fspath(ann_file))
+    coco = load_coco(ann_file)
     image_dir = image_dir if image_dir is not None else ""
     if boxes_file is None:
         instances = load_person_instances(coco, image_dir, skeleton, training=False)

@@ -48,21 +48,14 @@ def draw_poses(image, poses, skeleton, *, min_score: float = 0.0, thickness: int
 def write_image(path, image) -> None:
     """Encode ``image`` by the file extension of ``path`` and write it atomically (temporary file + rename)."""
     import os
-    import tempfile
+
+    from simplepose.config import atomic_write_bytes
 
     path = os.fspath(path)
     ok, data = cv2.imencode(os.path.splitext(path)[1] or ".png", image)
     if not ok:
         raise ValueError(f"{path}: OpenCV cannot encode this image format")
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data.tobytes())
 
 
 def poses_to_json(poses, skeleton) -> list[dict]:

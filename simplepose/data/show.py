@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from simplepose import cli
+from simplepose.visualize import write_image
 
 LOG = logging.getLogger(__name__)
 
@@ -60,17 +61,6 @@ def _upsample(values, size):
     return cv2.resize(values.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
 
 
-def write_png(path, image) -> None:
-    """Write a PNG atomically (temporary file, then rename)."""
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise ValueError(f"PNG encoding failed for {path}")
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
-
-
 def build_parser():
     parser = cli.make_parser(__doc__)
     cli.add_config_args(parser)
@@ -103,7 +93,7 @@ def main(argv=None) -> int:
         sample = augment_sample(reader, index, sample_rng(args.seed, args.epoch, index), cfg, not args.val)
         panels = render_panels(sample, sample_targets(sample, cfg), cfg.skeleton)
         path = os.path.join(args.out, f"sample_{i:03d}_index{index}.png")
-        write_png(path, panels)
+        write_image(path, panels)
         LOG.info("%s: %s, decoded at 1/%d", path, sample.params, sample.reduce)
     LOG.info("wrote %d PNGs to %s", args.num, args.out)
     return 0

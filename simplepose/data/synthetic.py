@@ -6,7 +6,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import pathlib
 import sys
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from simplepose import cli
+from simplepose.config import atomic_write_bytes
 from simplepose.skeleton import COCO_KEYPOINTS, COCO_SKELETON, UPRIGHT_POSE
 
 LOG = logging.getLogger(__name__)
@@ -387,12 +387,6 @@ def _categories() -> list[dict]:
              "skeleton": [[a + 1, b + 1] for a, b in COCO_SKELETON]}]
 
 
-def _write_atomic(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _case_set(edge_cases: bool | Iterable[str]) -> frozenset:
     if isinstance(edge_cases, bool):
         return frozenset(CASES) if edge_cases else frozenset()
@@ -454,7 +448,7 @@ def make_synthetic_coco(root, *, num_images: int = 12, image_size: tuple[int, in
         image_id, file_name = index + 1, f"{index + 1:012d}.{image_format}"
         img, img_anns, poses, img_tags = _render(np.random.default_rng([seed, index]), features, size, max_people,
                                                  cases)
-        _write_atomic(image_dir / file_name, cv2.imencode(f".{image_format}", img, params)[1].tobytes())
+        atomic_write_bytes(image_dir / file_name, cv2.imencode(f".{image_format}", img, params)[1].tobytes())
         images.append({"id": image_id, "file_name": file_name, "width": size[0], "height": size[1]})
         people = [p for p in poses if p is not None]
         poses_by_image[image_id] = np.stack(people) if people else np.zeros((0, 17, 3), np.float32)
@@ -465,7 +459,7 @@ def make_synthetic_coco(root, *, num_images: int = 12, image_size: tuple[int, in
     info = {"description": "simplepose synthetic COCO", "seed": seed, "cases": case_images,
             "case_annotations": case_anns}
     dataset = {"info": info, "images": images, "annotations": anns, "categories": _categories()}
-    _write_atomic(ann_file, json.dumps(dataset).encode())
+    atomic_write_bytes(ann_file, json.dumps(dataset).encode())
     result = SyntheticCoco(ann_file, image_dir, num_images, sum(1 - a["iscrowd"] for a in anns), poses_by_image,
                            {k: tuple(v) for k, v in case_images.items()}, {k: tuple(v) for k, v in case_anns.items()})
     LOG.debug("wrote %s: %s", ann_file, result.summary())

@@ -213,10 +213,10 @@ class TopDownSamples:
 
 def samples_from_config(cfg, ann_file, image_dir, *, training: bool) -> TopDownSamples:
     """:class:`TopDownSamples` for a COCO keypoint file, with the augmentation of ``cfg.topdown`` when training."""
-    from pycocotools.coco import COCO
+    from simplepose.evaluation import load_coco
 
     td = cfg.topdown
-    coco = COCO(os.fspath(ann_file))
+    coco = load_coco(ann_file)
     instances = load_person_instances(coco, image_dir, cfg.skeleton, training=training)
     augment = dict(scale_factor=td.scale_factor, rotate_prob=td.rotate_prob, max_rotate_deg=td.max_rotate_deg,
                    flip_prob=td.flip_prob) if training else None
