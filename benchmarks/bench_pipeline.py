@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Training input pipeline throughput: samples/s on one core and on all cores, and the time per stage.
 
-One core: a single thread, OpenCV and numba held to one thread, the library's per-sample path with stage
-timings (read, decode, warp, colour, targets) plus batching (stacking to the batch and the float cast).
+One core: a single thread, OpenCV and numba held to one thread, the library's batches (``SampleStream.batch``:
+a batch's samples rendered together, each image decoded once) with stage timings (read, decode, warp, colour,
+targets) plus batching (stacking the samples; images stay uint8, the model casts them on the accelerator).
 Stage times are thread CPU time, and ``*_per_cpu_s`` figures divide by process CPU time, so they measure
 the work per sample even when other jobs share the cores (wall-clock samples/s are reported too).
 All cores: ``build_dataset`` (tf.data, one worker thread per core) consumed batch by batch; the cores it
@@ -25,28 +26,14 @@ STAGES = ("read", "decode", "warp", "colour", "targets", "batching")
 
 
 def one_core(reader, cfg, seconds: float, batch_size: int, seed: int) -> dict:
-    """Samples/s of the per-sample path in this thread, and the seconds spent per stage."""
-    from simplepose.data import pipeline
+    """Samples/s of the library's batches (``SampleStream.batch``) in this thread, and seconds per stage."""
+    from simplepose.data.pipeline import SampleStream
 
-    timings, n, k = {}, 0, 0
-    n_total = len(reader)
+    stream = SampleStream(reader, cfg, train=True, seed=seed)
+    timings, n = {}, 0
     start, cpu = time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
-        items = []
-        for _ in range(batch_size):
-            epoch, position = divmod(k, n_total)
-            index = int(pipeline.epoch_order(seed, epoch, n_total)[position])
-            sample = pipeline.augment_sample(reader, index, pipeline.sample_rng(seed, epoch, index), cfg, True,
-                                             timings)
-            t0 = time.thread_time()
-            maps = pipeline.sample_targets(sample, cfg)
-            t1 = time.thread_time()
-            timings["targets"] = timings.get("targets", 0.0) + t1 - t0
-            items.append((sample.image,) + tuple(maps[key] for key in pipeline.TARGET_KEYS))
-            k += 1
-        t0 = time.thread_time()
-        pipeline._stack_batch(items)
-        timings["batching"] = timings.get("batching", 0.0) + time.thread_time() - t0
+        stream.batch(n // batch_size, batch_size, timings)
         n += batch_size
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"samples_per_s": n / wall, "cpu_ms_per_sample": 1e3 * cpu / n,
@@ -78,6 +65,16 @@ def all_cores(path, cfg, seconds: float, batch_size: int, workers: int, seed: in
         n += batch_size
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"samples_per_s": n / wall, "cores_used": cpu / wall, "samples_per_s_per_core": n / cpu}
+
+
+def samples_per_decode(reader, cfg, batch_size: int, seed: int) -> float:
+    """Samples per distinct image of a batch over the first epochs: how often a decode is shared."""
+    from simplepose.data.pipeline import SampleStream
+
+    stream, images, n = SampleStream(reader, cfg, train=True, seed=seed), reader.sample_images, 4 * len(reader)
+    decodes = sum(len({int(images[i]) for _, i in stream.elements(k, k + batch_size)})
+                  for k in range(0, n, batch_size))
+    return n / decodes
 
 
 def _median(runs, key):
@@ -129,17 +126,27 @@ def main(argv=None) -> int:
     LOG.info("%s: %d samples, crop %d px, stride %d", args.data, len(reader), cfg.data.input_size, cfg.data.stride)
     cv2.setNumThreads(1)
     numba.set_num_threads(1)
+    ungrouped_cfg = cfg.with_overrides(["data.group_by_image=false"])
     one_core(reader, cfg, min(2.0, args.seconds), args.batch_size, args.seed)  # warm up (numba cache load)
-    single = []
-    for r in range(args.repeats):
+    single, ungrouped = [], []
+    for r in range(args.repeats):  # interleaved, so a change in machine load hits both alike
         single.append(one_core(reader, cfg, args.seconds, args.batch_size, args.seed + 1 + r))
-        LOG.info("one core, repeat %d: %.1f samples/s", r + 1, single[-1]["samples_per_s"])
+        ungrouped.append(one_core(reader, ungrouped_cfg, args.seconds, args.batch_size, args.seed + 1 + r))
+        LOG.info("one core, repeat %d: %.1f samples/s (%.1f with data.group_by_image=false)", r + 1,
+                 single[-1]["samples_per_s"], ungrouped[-1]["samples_per_s"])
     multi = []
     for r in range(args.repeats):
         multi.append(all_cores(args.data, cfg, args.seconds, args.batch_size, workers, args.seed + 1 + r))
         LOG.info("all cores (%d workers), repeat %d: %.1f samples/s using %.2f cores", workers, r + 1,
                  multi[-1]["samples_per_s"], multi[-1]["cores_used"])
     summary = _summary(single, multi, workers)
+    cpu_ms_ungrouped = _median(ungrouped, "cpu_ms_per_sample")
+    summary.update(
+        one_core_samples_per_cpu_s_ungrouped=round(1e3 / cpu_ms_ungrouped, 1),
+        stage_ms_per_sample_ungrouped={s: round(statistics.median(r["stage_ms"][s] for r in ungrouped), 3)
+                                       for s in STAGES},
+        grouped_vs_ungrouped=round(cpu_ms_ungrouped / _median(single, "cpu_ms_per_sample"), 2),
+        samples_per_image_decode=round(samples_per_decode(reader, cfg, args.batch_size, args.seed), 2))
     summary["full_decode_ms_per_image"] = round(statistics.median(full_decode_ms(reader) for _ in range(3)), 3)
     summary.update(data=os.path.basename(args.data), input_size=cfg.data.input_size, stride=cfg.data.stride,
                    batch_size=args.batch_size, repeats=args.repeats, seconds=args.seconds, cpu_count=os.cpu_count())

@@ -1,4 +1,5 @@
-"""Benchmark COCO -> HDF5 preparation: images/s, peak memory, file size vs raw pixels, mask encodings, reads.
+"""Benchmark COCO -> HDF5 preparation: images/s, peak memory, file size vs raw pixels, mask codecs (the stored
+one, 1-bit PNG, RLE: size and decode time), reads.
 
 Each measurement runs in a fresh subprocess so its peak RSS is its own. Datasets: coco-mini train and val
 (when ../shared/data/coco-mini exists) and synthetic sets of growing size: memory may grow with the parsed
@@ -26,6 +27,7 @@ COCO_MINI = REPO.parent / "shared" / "data" / "coco-mini"
 
 def measure(ann, images, workers, repeats, tmp):
     """Run the prep ``repeats`` times (then once under tracemalloc) in this process; return figures."""
+    import cv2
     import numpy as np
     from pycocotools import mask as mask_utils
 
@@ -49,14 +51,28 @@ def measure(ann, images, workers, repeats, tmp):
     with __import__("h5py").File(out, "r") as f:
         sizes, mask_range = f["images/size"][()], f["images/mask_range"][()]
     raw_bytes = int((sizes[:, 0].astype(np.int64) * sizes[:, 1] * 4).sum())  # BGR + mask, uint8
-    png_bytes = int(mask_range[:, 1].sum())
-    rle_bytes, seen = 0, set()
+    stored_bytes = int(mask_range[:, 1].sum())
+    masks, seen = [], set()
     for i in range(len(reader)):
         raw = reader.raw(i)
-        if raw.image_id not in seen:
-            seen.add(raw.image_id)
-            m = decode_mask(raw.mask_png, raw.height, raw.width)
-            rle_bytes += len(mask_utils.encode(np.asfortranarray(m))["counts"])
+        if raw.image_row not in seen and raw.mask:
+            seen.add(raw.image_row)
+            masks.append((raw.mask, decode_mask(raw.mask, raw.height, raw.width)))
+    pngs = [cv2.imencode(".png", m, [cv2.IMWRITE_PNG_BILEVEL, 1, cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+            for _, m in masks]
+    rle_bytes = sum(len(mask_utils.encode(np.asfortranarray(m))["counts"]) for _, m in masks)
+    mask_ms = {"stored": [], "png": []}  # decode time per mask, interleaved
+    for _ in range(repeats if masks else 0):
+        for (enc, m), png in zip(masks, pngs):
+            t0 = time.perf_counter()
+            decode_mask(enc, *m.shape)
+            t1 = time.perf_counter()
+            decode_mask(png, *m.shape)
+            mask_ms["stored"].append(t1 - t0)
+            mask_ms["png"].append(time.perf_counter() - t1)
+    mask_figures = {"masks": len(masks), "mask_stored_kib": round(stored_bytes / 1024, 1),
+                    "mask_png_kib": round(sum(map(len, pngs)) / 1024, 1), "mask_rle_kib": round(rle_bytes / 1024, 1)}
+    mask_figures.update({f"mask_decode_ms_{k}": round(1e3 * statistics.median(v), 3) for k, v in mask_ms.items() if v})
     reductions = (1, 2, 4, 8)
     times = {r: [] for r in reductions}  # interleaved, so load changes on a shared machine hit all alike
     for _ in range(repeats):
@@ -75,8 +91,7 @@ def measure(ann, images, workers, repeats, tmp):
             "tracemalloc_json_only_mib": round(json_mib, 2),
             "file_mib": round(s.bytes_written / 2**20, 2), "raw_pixels_mib": round(raw_bytes / 2**20, 2),
             "file_vs_raw": round(s.bytes_written / raw_bytes, 3),
-            "mask_png_kib": round(png_bytes / 1024, 1), "mask_rle_kib": round(rle_bytes / 1024, 1),
-            **read_rates}
+            **mask_figures, **read_rates}
 
 
 def child(args):

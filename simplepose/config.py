@@ -23,10 +23,15 @@ class DataConfig:
     input_size: int = 368
     #: Output stride of the network maps.
     stride: int = 8
-    #: Parallel workers for per-sample work (0 = one per CPU core).
+    #: Parallel workers of the input pipeline (0 = one per CPU core).
     workers: int = 0
     #: Batches kept ready ahead of the training step.
     prefetch: int = 4
+    #: Training order: images shuffled, the samples of one image (one per main person) next to each other,
+    #: so the image is decoded once for all of them (2.6 per image in coco-mini train; the JPEG decode was
+    #: half of the pipeline's time). False: samples shuffled independently. Each sample keeps its own
+    #: augmentation draw either way.
+    group_by_image: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

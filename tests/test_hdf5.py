@@ -106,8 +106,10 @@ def test_round_trip(dataset):
             np.testing.assert_allclose(s.center, [x + w / 2, y + h / 2])
             assert s.scale == h and s.image_id == image_id and s.index == i
             assert s.image.dtype == np.uint8 and s.mask.dtype == np.uint8 and s.keypoints.dtype == np.float32
-    assert not reader.raw(0).mask_png == b""  # image 1 has a crowd
-    assert reader.raw(2).mask_png == b""      # image 2 is fully supervised
+    assert not reader.raw(0).mask == b""  # image 1 has a crowd
+    assert reader.raw(2).mask == b""      # image 2 is fully supervised
+    assert reader.raw(0).image_row == reader.raw(1).image_row == 0 and reader.raw(2).image_row == 1
+    np.testing.assert_array_equal(reader.sample_images, [0, 0, 1])
 
 
 def centroid(gray):
@@ -149,6 +151,21 @@ def test_reduced_mask_is_block_majority(reduce):
             block = padded[r * reduce:(r + 1) * reduce, c * reduce:(c + 1) * reduce]
             assert small[r, c] == (block.mean() >= 0.5)
     assert hdf5.decode_mask(b"", 37, 45, reduce).shape == small.shape
+
+
+def test_mask_codec_round_trip_and_schema_1_png_masks():
+    """Masks are stored as zlib'd bits (any shape, not only multiples of 8); schema-1 PNG masks still decode."""
+    rng = np.random.default_rng(0)
+    for h, w in [(37, 45), (1, 1), (480, 640)]:
+        mask = (rng.random((h, w)) > 0.3).astype(np.uint8)
+        encoded = hdf5.encode_mask(mask)
+        np.testing.assert_array_equal(hdf5.decode_mask(encoded, h, w), mask)
+        png = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_BILEVEL, 1])[1].tobytes()
+        np.testing.assert_array_equal(hdf5.decode_mask(png, h, w), mask)
+        np.testing.assert_array_equal(hdf5.decode_mask(png, h, w, 2), hdf5.decode_mask(encoded, h, w, 2))
+    assert hdf5.encode_mask(np.ones((5, 7), np.uint8)) == b""
+    with pytest.raises(ValueError, match="mask of shape"):
+        hdf5.decode_mask(png, h + 1, w)
 
 
 def test_reader_in_threads_processes_and_pickle(dataset):
@@ -200,6 +217,26 @@ def test_failure_mid_write_leaves_nothing(dataset, tmp_path, monkeypatch, error)
     assert (tmp_path / "keep.h5").read_bytes() == b"old"
 
 
+def test_schema_1_file_with_png_masks_is_read(dataset, tmp_path):
+    *_, out, _ = dataset
+    old = tmp_path / "v1.h5"
+    shutil.copy(out, old)
+    reader = HDF5Reader(out)
+    with h5py.File(old, "a") as f:
+        f.attrs["schema_version"] = 1
+        sizes, pngs = f["images/size"][()], []
+        for (start, length), (h, w) in zip(f["images/mask_range"][()], sizes):
+            mask = hdf5.decode_mask(f["images/masks"][start:start + length].tobytes(), int(h), int(w))
+            pngs.append(b"" if not length else cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_BILEVEL, 1])[1].tobytes())
+        del f["images/masks"], f["images/mask_range"]
+        f["images/masks"] = np.frombuffer(b"".join(pngs), np.uint8)
+        f["images/mask_range"] = np.array([(sum(map(len, pngs[:i])), len(p)) for i, p in enumerate(pngs)], np.int64)
+    old_reader = HDF5Reader(old)
+    assert old_reader.raw(0).mask[:4] == b"\x89PNG"
+    for i in range(len(reader)):
+        np.testing.assert_array_equal(old_reader[i].mask, reader[i].mask)
+
+
 def test_reader_errors(dataset, tmp_path):
     *_, out, _ = dataset
     with pytest.raises(FileNotFoundError, match="missing.h5"):
@@ -217,7 +254,7 @@ def test_reader_errors(dataset, tmp_path):
     shutil.copy(out, old)
     with h5py.File(old, "a") as f:
         f.attrs["schema_version"] = 99
-    with pytest.raises(ValueError, match="old.h5: schema version 99"):
+    with pytest.raises(ValueError, match="old.h5: schema version 99, this simplepose reads versions 1, 2"):
         HDF5Reader(old)
     cut = tmp_path / "cut.h5"
     cut.write_bytes(out.read_bytes()[: os.path.getsize(out) // 2])

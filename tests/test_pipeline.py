@@ -22,7 +22,9 @@ def reader(tiny_hdf5):
 
 
 def _stream(reader, k, cfg=CFG, train=True, seed=0):
-    return pipeline._stream_arrays(reader, cfg, train, seed, k)
+    """Stream element ``k`` rendered alone: uint8 image, then the maps in TARGET_KEYS order."""
+    stream = pipeline.SampleStream(reader, cfg, train, seed)
+    return tuple(a[0] for a in stream.render(stream.elements(k, k + 1)))
 
 
 def test_make_sample_shapes_and_dtypes(reader):
@@ -79,7 +81,7 @@ def test_stream_is_deterministic_and_differs_across_epochs_and_seeds(reader):
     a, b = _stream(reader, 3), _stream(reader, 3)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
-    order0, order1 = pipeline.epoch_order(0, 0, n), pipeline.epoch_order(0, 1, n)
+    order0, order1 = (pipeline.SampleStream(reader, CFG, True, 0).order(e) for e in (0, 1))
     assert sorted(order0) == list(range(n)) and not np.array_equal(order0, order1)
     # the same sample in the next epoch gets a new draw
     k1 = n + int(np.flatnonzero(order1 == order0[3])[0])
@@ -87,17 +89,44 @@ def test_stream_is_deterministic_and_differs_across_epochs_and_seeds(reader):
     assert not np.array_equal(_stream(reader, 3)[0], _stream(reader, 3, seed=1)[0])
 
 
+def test_epoch_order_groups_the_samples_of_an_image():
+    images = np.array([0, 0, 0, 1, 2, 2, 3, 4, 4, 4, 4, 5])
+    orders = [pipeline.epoch_order(0, epoch, images) for epoch in range(4)]
+    for order in orders:
+        assert sorted(order) == list(range(len(images)))
+        runs = images[order][np.r_[True, np.diff(images[order]) != 0]]
+        assert len(runs) == len(set(runs)) == 6  # each image's samples form one run
+        for image in range(6):  # within a run, file order
+            assert list(order[images[order] == image]) == list(np.flatnonzero(images == image))
+    assert len({tuple(images[o][np.r_[True, np.diff(images[o]) != 0]]) for o in orders}) > 1  # images reshuffled
+    plain = pipeline.epoch_order(0, 0, images, group_by_image=False)
+    assert sorted(plain) == list(range(len(images)))
+
+
+def test_samples_rendered_together_equal_samples_rendered_alone(reader):
+    """A batch decodes each image once; every sample is still exactly what it is on its own."""
+    images = reader.sample_images
+    assert len(set(images)) < len(images), "the fixture needs images with several samples"
+    for cfg in (CFG, CFG.with_overrides(["augment.target_dist=0.2"])):  # the second forces reduced decodes
+        stream = pipeline.SampleStream(reader, cfg, True, 4)
+        together = stream.batch(0, len(reader))
+        assert together[0].dtype == np.uint8 and together[0].shape == (len(reader), 128, 128, 3)
+        for k in range(len(reader)):
+            for a, b in zip(together, _stream(reader, k, cfg=cfg, seed=4)):
+                np.testing.assert_array_equal(a[k], b)
+
+
 def test_tf_dataset_batches(tiny_hdf5, reader):
     import tensorflow as tf
 
     ds = pipeline.build_dataset(tiny_hdf5, CFG, train=True, global_batch_size=4, seed=5, num_workers=2)
     image, maps = next(iter(ds))
-    assert image.shape == (4, 128, 128, 3) and image.dtype == tf.float32
+    assert image.shape == (4, 128, 128, 3) and image.dtype == tf.uint8
     assert set(maps) == {"keypoints", "limbs", "mask"}
     assert maps["keypoints"].shape == (4, GRID, GRID, CFG.skeleton.num_keypoint_channels)
     assert maps["limbs"].shape == (4, GRID, GRID, CFG.skeleton.num_limbs) and maps["mask"].shape == (4, GRID, GRID, 1)
     direct = [_stream(reader, k, seed=5) for k in range(4)]
-    np.testing.assert_array_equal(image.numpy(), np.stack([d[0] for d in direct]).astype(np.float32))
+    np.testing.assert_array_equal(image.numpy(), np.stack([d[0] for d in direct]))
     np.testing.assert_array_equal(maps["limbs"].numpy(), np.stack([d[2] for d in direct]))
     again = next(iter(pipeline.build_dataset(tiny_hdf5, CFG, train=True, global_batch_size=4, seed=5,
                                              num_workers=1)))
@@ -114,7 +143,7 @@ def test_py_dataset_matches_tf_data(tiny_hdf5, reader):
     ds = pipeline.PoseDataset(tiny_hdf5, CFG, train=True, batch_size=4, seed=5)
     assert len(ds) == len(reader) // 4
     image, maps = ds[0]
-    assert image.dtype == np.float32 and image.shape == (4, 128, 128, 3)
+    assert image.dtype == np.uint8 and image.shape == (4, 128, 128, 3)
     tf_batches = iter(pipeline.build_dataset(tiny_hdf5, CFG, train=True, global_batch_size=4, seed=5,
                                              num_workers=1))
     tf_image, tf_maps = next(tf_batches)

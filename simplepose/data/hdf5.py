@@ -1,13 +1,15 @@
 """HDF5 storage of prepared COCO keypoint data: schema, streaming atomic writer, and ``HDF5Reader``.
 
-Schema (``schema_version`` 1). Root attributes: ``format``, ``schema_version``, ``simplepose_version``,
-``num_images``, ``num_people``, ``num_samples``, and from the prep: ``source_annotations``, ``source_images``
+Schema (``schema_version`` 2; version 1 files, whose masks are PNGs, are read too). Root attributes:
+``format``, ``schema_version``, ``simplepose_version``, ``num_images``, ``num_people``, ``num_samples``, and
+from the prep: ``source_annotations``, ``source_images``
 (absolute paths), ``images_total``, ``images_without_samples``, ``images_skipped`` (JSON ``{reason: count}``).
 
 - ``images/encoded`` uint8 (B,): the image files' bytes as read from disk, concatenated (no re-encoding);
   ``images/encoded_range`` int64 (I, 2): ``[start, length]`` of image i in it.
-- ``images/masks`` uint8 (M,), ``images/mask_range`` int64 (I, 2): the miss mask of image i (1 = supervised)
-  as a 1-bit PNG; length 0 means "everything supervised" (most images).
+- ``images/masks`` uint8 (M,), ``images/mask_range`` int64 (I, 2): the miss mask of image i (1 = supervised),
+  its rows bit-packed (``np.packbits``) and zlib-compressed (version 1: a 1-bit PNG); length 0 means
+  "everything supervised" (most images). See :func:`encode_mask`.
 - ``images/id`` int64 (I,), ``images/size`` int32 (I, 2) ``[height, width]``, ``images/file_name`` str (I,),
   ``images/people`` int64 (I, 2): ``[first, count]`` rows of the image's people in ``people/*``.
 - ``people/keypoints`` float32 (P, 17, 3) COCO order and v coding; ``people/bbox`` float32 (P, 4);
@@ -22,9 +24,11 @@ Only images with at least one sample are stored, each once, shared by its sample
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import threading
+import zlib
 
 import cv2
 import h5py
@@ -36,7 +40,12 @@ from simplepose.skeleton import COCO_KEYPOINTS
 LOG = logging.getLogger(__name__)
 
 FORMAT = "simplepose.coco-keypoints"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this reader reads (1 differs only in its mask codec, recognised by the PNG signature).
+READABLE_SCHEMA_VERSIONS = (1, 2)
+_PNG_SIGNATURE = b"\x89PNG"
+#: Encoded images kept per reader, so the samples of one image read its bytes once (thread-safe LRU).
+_IMAGE_BYTES_CACHE = 64
 _BLOB_CHUNKS = {"images/encoded": 1 << 20,  # >= h5py's default chunk cache: random reads go straight to disk
                 "images/masks": 1 << 16}  # masks are small (and mostly absent: all supervised)
 _ROW_CHUNK = 1024
@@ -60,7 +69,7 @@ class ImageRecord:
     Attributes:
         image_id, file_name, height, width: from the annotation file.
         encoded: the image file's bytes.
-        mask_png: PNG of the 0/1 miss mask, or ``b""`` when every pixel is supervised (see ``encode_mask``).
+        mask: the encoded 0/1 miss mask, or ``b""`` when every pixel is supervised (see ``encode_mask``).
         keypoints: float32 ``(P, 17, 3)``; bbox float32 ``(P, 4)``; area float32 ``(P,)``;
             annotation_id int64 ``(P,)``: the image's people.
         main: indices into the people of the main people, one sample each.
@@ -71,7 +80,7 @@ class ImageRecord:
     height: int
     width: int
     encoded: bytes
-    mask_png: bytes
+    mask: bytes
     keypoints: np.ndarray
     bbox: np.ndarray
     area: np.ndarray
@@ -80,17 +89,17 @@ class ImageRecord:
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
-    """1-bit PNG bytes of a 0/1 uint8 mask; ``b""`` when it is all ones. Shapes: ``(H, W)`` uint8.
+    """Encoded bytes of a 0/1 uint8 mask: zlib of its bits packed in row order; ``b""`` when it is all ones.
 
-    On coco-mini, 1-bit PNG takes 13 KiB for 12 masks (8-bit PNG 22-50 KiB, pycocotools RLE 15 KiB) and
-    decodes fastest (``benchmarks/bench_prep.py`` reports the sizes).
+    The shape is not stored (the image size is). On coco-mini the encoding is as small as a 1-bit PNG
+    (66.8 vs 68.1 KiB for 47 masks) and decodes ~5x faster (0.11 vs 0.59 ms per 640x480 mask), which
+    matters because the training pipeline decodes a mask for most samples.
+
+    Shapes: ``(H, W)`` uint8.
     """
     if mask.all():
         return b""
-    ok, buf = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_BILEVEL, 1, cv2.IMWRITE_PNG_COMPRESSION, 9])
-    if not ok:
-        raise ValueError("PNG encoding of a mask failed")
-    return buf.tobytes()
+    return zlib.compress(np.packbits(np.asarray(mask, np.uint8) != 0).tobytes(), 6)
 
 
 class HDF5Writer:
@@ -137,8 +146,8 @@ class HDF5Writer:
         n_people = len(rec.keypoints)
         p["images/encoded"].append(np.frombuffer(rec.encoded, np.uint8))
         p["images/encoded_range"].append([(c["encoded"], len(rec.encoded))])
-        p["images/masks"].append(np.frombuffer(rec.mask_png, np.uint8))
-        p["images/mask_range"].append([(c["masks"], len(rec.mask_png))])
+        p["images/masks"].append(np.frombuffer(rec.mask, np.uint8))
+        p["images/mask_range"].append([(c["masks"], len(rec.mask))])
         p["images/id"].append([rec.image_id])
         p["images/size"].append([(rec.height, rec.width)])
         p["images/file_name"].append([rec.file_name])
@@ -156,7 +165,7 @@ class HDF5Writer:
         c["people"] += n_people
         c["samples"] += len(rec.main)
         c["encoded"] += len(rec.encoded)
-        c["masks"] += len(rec.mask_png)
+        c["masks"] += len(rec.mask)
         self._buffered += 1
         if self._buffered >= self.flush_every:
             self._flush()
@@ -203,12 +212,13 @@ class RawSample:
     """A sample as stored: encoded bytes and arrays, nothing decoded (see :meth:`HDF5Reader.raw`).
 
     Attributes:
-        encoded: the image file's bytes; mask_png: PNG bytes of the 0/1 mask, ``b""`` = all supervised.
-        height, width: the full image size. Other fields as in :class:`Sample` at full resolution.
+        encoded: the image file's bytes; mask: the encoded 0/1 mask (:func:`decode_mask`), ``b""`` = all
+        supervised. height, width: the full image size. image_row: the image's row in the file (samples of
+        one image share it). Other fields as in :class:`Sample` at full resolution.
     """
 
     encoded: bytes
-    mask_png: bytes
+    mask: bytes
     height: int
     width: int
     keypoints: np.ndarray
@@ -216,6 +226,7 @@ class RawSample:
     scale: float
     image_id: int
     index: int
+    image_row: int
 
 
 @dataclasses.dataclass
@@ -283,14 +294,22 @@ def decode_image(encoded: bytes, reduce: int = 1) -> np.ndarray:
     return image
 
 
-def decode_mask(mask_png: bytes, height: int, width: int, reduce: int = 1) -> np.ndarray:
+def decode_mask(encoded: bytes, height: int, width: int, reduce: int = 1) -> np.ndarray:
     """Decode a stored mask at 1/reduce: a reduced pixel is supervised when at least half its block is.
+
+    ``encoded`` is :func:`encode_mask`'s output, a schema-1 PNG, or ``b""`` (all supervised).
 
     Shapes: returns uint8 ``reduced_size(height, width, reduce)`` in {0, 1}.
     """
-    if not mask_png:
+    if not encoded:
         return np.ones(reduced_size(height, width, reduce), dtype=np.uint8)
-    mask = np.minimum(cv2.imdecode(np.frombuffer(mask_png, np.uint8), cv2.IMREAD_GRAYSCALE), 1)  # 1-bit: 0/255
+    if encoded[:4] == _PNG_SIGNATURE:
+        mask = np.minimum(cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_GRAYSCALE), 1)  # 0/255
+    else:
+        bits = np.frombuffer(zlib.decompress(encoded), np.uint8)
+        mask = np.unpackbits(bits, count=height * width).reshape(height, width)
+    if mask.shape != (height, width):
+        raise ValueError(f"mask of shape {mask.shape} for a {height}x{width} image")
     if reduce == 1:
         return mask
     hr, wr = reduced_size(height, width, reduce)
@@ -313,7 +332,7 @@ def decode_sample(raw: RawSample, reduce: int = 1) -> Sample:
         labelled = keypoints[..., 2] > 0
         keypoints[..., :2] = np.where(labelled[..., None], reduce_points(keypoints[..., :2], reduce), 0.0)
         center, scale = reduce_points(center, reduce), scale / reduce
-    return Sample(image=image, mask=decode_mask(raw.mask_png, raw.height, raw.width, reduce),
+    return Sample(image=image, mask=decode_mask(raw.mask, raw.height, raw.width, reduce),
                   keypoints=keypoints, center=center, scale=float(scale), image_id=raw.image_id,
                   index=raw.index, reduce=reduce)
 
@@ -339,6 +358,7 @@ class HDF5Reader:
         self._file = self._pid = None
         self._ds = {}
         self._open_lock = threading.Lock()
+        self._image_bytes = functools.lru_cache(_IMAGE_BYTES_CACHE)(self._read_image_bytes)
         try:
             with h5py.File(self.path, "r") as f:
                 self._load_index(f)
@@ -350,9 +370,9 @@ class HDF5Reader:
         if attrs.get("format") != FORMAT or "schema_version" not in attrs:
             raise ValueError(f"{self.path}: not a simplepose data file (no '{FORMAT}' format attribute); "
                              "prepare it with training/coco_masks_hdf5.py")
-        if attrs["schema_version"] != SCHEMA_VERSION:
+        if attrs["schema_version"] not in READABLE_SCHEMA_VERSIONS:
             raise ValueError(f"{self.path}: schema version {attrs['schema_version']}, this simplepose reads "
-                             f"version {SCHEMA_VERSION}; prepare the file again")
+                             f"versions {', '.join(map(str, READABLE_SCHEMA_VERSIONS))}; prepare the file again")
         missing = [name for name in _DATASETS if name not in f]
         if missing:
             raise ValueError(f"{self.path}: incomplete file, missing {', '.join(missing)}")
@@ -367,6 +387,11 @@ class HDF5Reader:
 
     def __len__(self) -> int:
         return len(self._index["samples/image"])
+
+    @property
+    def sample_images(self) -> np.ndarray:
+        """Image row of every sample, int64 ``(S,)``: samples with equal rows share one image."""
+        return self._index["samples/image"]
 
     def __getitem__(self, i: int) -> Sample:
         return self.read(i)
@@ -383,24 +408,30 @@ class HDF5Reader:
         return datasets[name]
 
     def raw(self, i: int) -> RawSample:
-        """Sample ``i`` as stored (encoded image, PNG mask, arrays), without decoding."""
+        """Sample ``i`` as stored (encoded image, encoded mask, arrays), without decoding.
+
+        The bytes of the most recently read images are cached, so the samples of one image read them once.
+        """
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"sample {i} out of range for {n} samples")
         i = int(i) % n
         idx = self._index
-        img, person = idx["samples/image"][i], idx["samples/person"][i]
-        (e0, en), (m0, mn) = idx["images/encoded_range"][img], idx["images/mask_range"][img]
+        img, person = int(idx["samples/image"][i]), idx["samples/person"][i]
         p0, pn = idx["images/people"][img]
         height, width = idx["images/size"][img]
         keypoints = self._dataset("people/keypoints")[p0:p0 + pn]
         order = [person] + [j for j in range(pn) if j != person]
+        encoded, mask = self._image_bytes(img)
         return RawSample(
-            encoded=self._dataset("images/encoded")[e0:e0 + en].tobytes(),
-            mask_png=self._dataset("images/masks")[m0:m0 + mn].tobytes() if mn else b"",
-            height=int(height), width=int(width), keypoints=keypoints[order],
+            encoded=encoded, mask=mask, height=int(height), width=int(width), keypoints=keypoints[order],
             center=idx["samples/center"][i].copy(), scale=float(idx["samples/scale"][i]),
-            image_id=int(idx["samples/image_id"][i]), index=i)
+            image_id=int(idx["samples/image_id"][i]), index=i, image_row=img)
+
+    def _read_image_bytes(self, img: int) -> tuple:
+        (e0, en), (m0, mn) = self._index["images/encoded_range"][img], self._index["images/mask_range"][img]
+        return (self._dataset("images/encoded")[e0:e0 + en].tobytes(),
+                self._dataset("images/masks")[m0:m0 + mn].tobytes() if mn else b"")
 
     def read(self, i: int, reduce: int = 1) -> Sample:
         """Sample ``i`` decoded at 1/reduce (1, 2, 4 or 8); see :func:`decode_sample`."""
@@ -420,8 +451,9 @@ class HDF5Reader:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_file=None, _pid=None, _ds={}, _open_lock=None)
+        state.update(_file=None, _pid=None, _ds={}, _open_lock=None, _image_bytes=None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state, _open_lock=threading.Lock())
+        self._image_bytes = functools.lru_cache(_IMAGE_BYTES_CACHE)(self._read_image_bytes)

@@ -96,7 +96,7 @@ def build_record(info: dict, anns: list, image_dir: str, main: list):
     keypoints, outside = coco.keypoints_array(people, height, width)
     record = ImageRecord(
         image_id=int(info["id"]), file_name=info["file_name"], height=height, width=width, encoded=encoded,
-        mask_png=encode_mask(coco.miss_mask(anns, height, width)), keypoints=keypoints,
+        mask=encode_mask(coco.miss_mask(anns, height, width)), keypoints=keypoints,
         bbox=np.asarray([a["bbox"] for a in people], np.float32).reshape(-1, 4),
         area=np.asarray([a["area"] for a in people], np.float32),
         annotation_id=np.asarray([a.get("id", -1) for a in people], np.int64),
