@@ -294,6 +294,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 def make_callbacks(run_dir, *, chief: bool, validate: bool, worker_id: int = 0) -> list:
     """Backup/restore, NaN stop and, on the chief, CSV, TensorBoard and the two checkpoints."""
     backup = os.path.join(run_dir, BACKUP_DIR) if chief else os.path.join(run_dir, BACKUP_DIR, f"worker{worker_id}")
+    # Made here: Keras checks then creates, which races when the workers share run_dir (the workers' folders
+    # nest in the chief's).
+    os.makedirs(backup, exist_ok=True)
     callbacks = [keras.callbacks.BackupAndRestore(backup, double_checkpoint=True, delete_checkpoint=False),
                  StopOnNaN()]
     if chief:
