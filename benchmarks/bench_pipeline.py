@@ -42,7 +42,7 @@ def one_core(reader, cfg, seconds: float, batch_size: int, seed: int) -> dict:
 
 def full_decode_ms(reader, limit: int = 64) -> float:
     """Thread CPU ms of a plain full-resolution decode per image: a yardstick for this machine's state."""
-    from simplepose.data.hdf5 import decode_image
+    from simplepose.data.codecs import decode_image
 
     raws = [reader.raw(i) for i in range(min(len(reader), limit))]
     start = time.thread_time()

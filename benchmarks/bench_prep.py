@@ -32,7 +32,8 @@ def measure(ann, images, workers, repeats, tmp):
     from pycocotools import mask as mask_utils
 
     from simplepose.data.coco import load_coco_keypoints
-    from simplepose.data.hdf5 import HDF5Reader, decode_mask
+    from simplepose.data.codecs import decode_mask
+    from simplepose.data.hdf5 import HDF5Reader
     from simplepose.data.prepare import prepare_coco_hdf5
 
     out = pathlib.Path(tmp) / "bench.h5"

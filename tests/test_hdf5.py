@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from simplepose.data import coco, hdf5, prepare
+from simplepose.data import coco, codecs, hdf5, prepare
 from simplepose.data.hdf5 import HDF5Reader
 from simplepose.data.prepare import prepare_coco_hdf5
 
@@ -144,13 +144,13 @@ def test_reduced_read_geometry(dataset, reduce):
 def test_reduced_mask_is_block_majority(reduce):
     rng = np.random.default_rng(reduce)
     mask = (rng.random((37, 45)) > 0.3).astype(np.uint8)
-    small = hdf5.decode_mask(hdf5.encode_mask(mask), 37, 45, reduce)
+    small = codecs.decode_mask(codecs.encode_mask(mask), 37, 45, reduce)
     padded = np.pad(mask, ((0, -37 % reduce), (0, -45 % reduce)), mode="edge")
     for r in range(small.shape[0]):
         for c in range(small.shape[1]):
             block = padded[r * reduce:(r + 1) * reduce, c * reduce:(c + 1) * reduce]
             assert small[r, c] == (block.mean() >= 0.5)
-    assert hdf5.decode_mask(b"", 37, 45, reduce).shape == small.shape
+    assert codecs.decode_mask(b"", 37, 45, reduce).shape == small.shape
 
 
 def test_mask_codec_round_trip_and_schema_1_png_masks():
@@ -158,14 +158,14 @@ def test_mask_codec_round_trip_and_schema_1_png_masks():
     rng = np.random.default_rng(0)
     for h, w in [(37, 45), (1, 1), (480, 640)]:
         mask = (rng.random((h, w)) > 0.3).astype(np.uint8)
-        encoded = hdf5.encode_mask(mask)
-        np.testing.assert_array_equal(hdf5.decode_mask(encoded, h, w), mask)
+        encoded = codecs.encode_mask(mask)
+        np.testing.assert_array_equal(codecs.decode_mask(encoded, h, w), mask)
         png = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_BILEVEL, 1])[1].tobytes()
-        np.testing.assert_array_equal(hdf5.decode_mask(png, h, w), mask)
-        np.testing.assert_array_equal(hdf5.decode_mask(png, h, w, 2), hdf5.decode_mask(encoded, h, w, 2))
-    assert hdf5.encode_mask(np.ones((5, 7), np.uint8)) == b""
+        np.testing.assert_array_equal(codecs.decode_mask(png, h, w), mask)
+        np.testing.assert_array_equal(codecs.decode_mask(png, h, w, 2), codecs.decode_mask(encoded, h, w, 2))
+    assert codecs.encode_mask(np.ones((5, 7), np.uint8)) == b""
     with pytest.raises(ValueError, match="mask of shape"):
-        hdf5.decode_mask(png, h + 1, w)
+        codecs.decode_mask(png, h + 1, w)
 
 
 def test_reader_in_threads_processes_and_pickle(dataset):
@@ -226,7 +226,7 @@ def test_schema_1_file_with_png_masks_is_read(dataset, tmp_path):
         f.attrs["schema_version"] = 1
         sizes, pngs = f["images/size"][()], []
         for (start, length), (h, w) in zip(f["images/mask_range"][()], sizes):
-            mask = hdf5.decode_mask(f["images/masks"][start:start + length].tobytes(), int(h), int(w))
+            mask = codecs.decode_mask(f["images/masks"][start:start + length].tobytes(), int(h), int(w))
             pngs.append(b"" if not length else cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_BILEVEL, 1])[1].tobytes())
         del f["images/masks"], f["images/mask_range"]
         f["images/masks"] = np.frombuffer(b"".join(pngs), np.uint8)

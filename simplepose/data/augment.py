@@ -9,12 +9,12 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from simplepose.data.codecs import REDUCTIONS
+
 LOG = logging.getLogger(__name__)
 
 #: Grey used for pixels outside the source image (the seed's border value).
 BORDER_GREY = 127
-#: Decode reductions a reader supports (JPEG DCT scaling), largest first.
-REDUCTIONS = (8, 4, 2, 1)
 _INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 #: Mask samples per output cell side (at most the stride): 4 x 4 nearest samples average each cell.
 MASK_SAMPLES = 4
@@ -123,7 +123,7 @@ def unreduce_matrix(reduce: int) -> np.ndarray:
     """3x3 map from pixels of an image decoded at 1/reduce to full-resolution pixels.
 
     Reduced pixel j averages full pixels ``[r*j, r*j + r)``, so its centre is ``r*j + (r - 1)/2``
-    (the inverse of ``simplepose.data.hdf5.reduce_points``).
+    (the inverse of ``simplepose.data.codecs.reduce_points``).
     """
     off = (reduce - 1) / 2.0
     return np.array([[reduce, 0.0, off], [0.0, reduce, off], [0.0, 0.0, 1.0]])

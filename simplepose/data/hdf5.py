@@ -9,7 +9,7 @@ from the prep: ``source_annotations``, ``source_images``
   ``images/encoded_range`` int64 (I, 2): ``[start, length]`` of image i in it.
 - ``images/masks`` uint8 (M,), ``images/mask_range`` int64 (I, 2): the miss mask of image i (1 = supervised),
   its rows bit-packed (``np.packbits``) and zlib-compressed (version 1: a 1-bit PNG); length 0 means
-  "everything supervised" (most images). See :func:`encode_mask`.
+  "everything supervised" (most images). See :mod:`simplepose.data.codecs`.
 - ``images/id`` int64 (I,), ``images/size`` int32 (I, 2) ``[height, width]``, ``images/file_name`` str (I,),
   ``images/people`` int64 (I, 2): ``[first, count]`` rows of the image's people in ``people/*``.
 - ``people/keypoints`` float32 (P, 17, 3) COCO order and v coding; ``people/bbox`` float32 (P, 4);
@@ -28,13 +28,12 @@ import functools
 import logging
 import os
 import threading
-import zlib
 
-import cv2
 import h5py
 import numpy as np
 
 import simplepose
+from simplepose.data.codecs import REDUCTIONS, decode_image, decode_mask, reduce_points, reduced_size
 from simplepose.skeleton import COCO_KEYPOINTS
 
 LOG = logging.getLogger(__name__)
@@ -43,7 +42,6 @@ FORMAT = "simplepose.coco-keypoints"
 SCHEMA_VERSION = 2
 #: Versions this reader reads (1 differs only in its mask codec, recognised by the PNG signature).
 READABLE_SCHEMA_VERSIONS = (1, 2)
-_PNG_SIGNATURE = b"\x89PNG"
 #: Encoded images kept per reader, so the samples of one image read its bytes once (thread-safe LRU).
 _IMAGE_BYTES_CACHE = 64
 _BLOB_CHUNKS = {"images/encoded": 1 << 20,  # >= h5py's default chunk cache: random reads go straight to disk
@@ -69,7 +67,7 @@ class ImageRecord:
     Attributes:
         image_id, file_name, height, width: from the annotation file.
         encoded: the image file's bytes.
-        mask: the encoded 0/1 miss mask, or ``b""`` when every pixel is supervised (see ``encode_mask``).
+        mask: the encoded 0/1 miss mask, or ``b""`` when every pixel is supervised (``codecs.encode_mask``).
         keypoints: float32 ``(P, 17, 3)``; bbox float32 ``(P, 4)``; area float32 ``(P,)``;
             annotation_id int64 ``(P,)``: the image's people.
         main: indices into the people of the main people, one sample each.
@@ -86,20 +84,6 @@ class ImageRecord:
     area: np.ndarray
     annotation_id: np.ndarray
     main: list
-
-
-def encode_mask(mask: np.ndarray) -> bytes:
-    """Encoded bytes of a 0/1 uint8 mask: zlib of its bits packed in row order; ``b""`` when it is all ones.
-
-    The shape is not stored (the image size is). On coco-mini the encoding is as small as a 1-bit PNG
-    (66.8 vs 68.1 KiB for 47 masks) and decodes ~5x faster (0.11 vs 0.59 ms per 640x480 mask), which
-    matters because the training pipeline decodes a mask for most samples.
-
-    Shapes: ``(H, W)`` uint8.
-    """
-    if mask.all():
-        return b""
-    return zlib.compress(np.packbits(np.asarray(mask, np.uint8) != 0).tobytes(), 6)
 
 
 class HDF5Writer:
@@ -251,77 +235,10 @@ class Sample:
     reduce: int = 1
 
 
-#: cv2 flags per reduction. EXIF orientation is ignored: COCO's sizes and annotations refer to the stored
-#: bitmap (browsers showed it unrotated when COCO was annotated), and cv2 would otherwise rotate it.
-_REDUCED_FLAGS = {r: flag | cv2.IMREAD_IGNORE_ORIENTATION for r, flag in (
-    (1, cv2.IMREAD_COLOR), (2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
-    (8, cv2.IMREAD_REDUCED_COLOR_8))}
-
-
-def reduced_size(height: int, width: int, reduce: int) -> tuple:
-    """Size ``(ceil(H / r), ceil(W / r))`` of an image decoded at 1/r, as libjpeg's DCT scaling gives it."""
-    return -(-height // reduce), -(-width // reduce)
-
-
-def reduce_points(xy: np.ndarray, reduce: int) -> np.ndarray:
-    """Map pixel coordinates to the 1/r decoded image: ``x_r = (x + 0.5) / r - 0.5`` (same for y).
-
-    Pixel centres are integers; reduced pixel j is the average of full pixels ``[r*j, r*j + r)`` (libjpeg's
-    scaled IDCT, measured; non-JPEG images are block-averaged the same way), so its centre is
-    ``r*j + (r - 1)/2``. The factor is exactly 1/r even when the size is not a multiple of r: the last
-    reduced pixel covers a partial block. (``(x + 0.5) * w_r / w - 0.5`` would be off by up to ~0.7 px.)
-    """
-    return (np.asarray(xy, dtype=np.float32) + 0.5) / reduce - 0.5
-
-
-def _block_average(image: np.ndarray, reduce: int) -> np.ndarray:
-    """Average r x r blocks, padding the bottom/right edge by replication to whole blocks."""
-    h, w = image.shape[:2]
-    hr, wr = reduced_size(h, w, reduce)
-    padded = cv2.copyMakeBorder(image, 0, hr * reduce - h, 0, wr * reduce - w, cv2.BORDER_REPLICATE)
-    return cv2.resize(padded, (wr, hr), interpolation=cv2.INTER_AREA)
-
-
-def decode_image(encoded: bytes, reduce: int = 1) -> np.ndarray:
-    """Decode image bytes to BGR uint8 at 1/reduce (JPEG: DCT scaling; other formats: block average)."""
-    buf = np.frombuffer(encoded, np.uint8)
-    is_jpeg = encoded[:2] == b"\xff\xd8"
-    image = cv2.imdecode(buf, _REDUCED_FLAGS[reduce if is_jpeg else 1])
-    if image is None:
-        raise ValueError("image bytes do not decode")
-    if reduce > 1 and not is_jpeg:
-        image = _block_average(image, reduce)
-    return image
-
-
-def decode_mask(encoded: bytes, height: int, width: int, reduce: int = 1) -> np.ndarray:
-    """Decode a stored mask at 1/reduce: a reduced pixel is supervised when at least half its block is.
-
-    ``encoded`` is :func:`encode_mask`'s output, a schema-1 PNG, or ``b""`` (all supervised).
-
-    Shapes: returns uint8 ``reduced_size(height, width, reduce)`` in {0, 1}.
-    """
-    if not encoded:
-        return np.ones(reduced_size(height, width, reduce), dtype=np.uint8)
-    if encoded[:4] == _PNG_SIGNATURE:
-        mask = np.minimum(cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_GRAYSCALE), 1)  # 0/255
-    else:
-        bits = np.frombuffer(zlib.decompress(encoded), np.uint8)
-        mask = np.unpackbits(bits, count=height * width).reshape(height, width)
-    if mask.shape != (height, width):
-        raise ValueError(f"mask of shape {mask.shape} for a {height}x{width} image")
-    if reduce == 1:
-        return mask
-    hr, wr = reduced_size(height, width, reduce)
-    padded = cv2.copyMakeBorder(mask, 0, hr * reduce - height, 0, wr * reduce - width, cv2.BORDER_REPLICATE)
-    blocks = padded.reshape(hr, reduce, wr, reduce).sum(axis=(1, 3), dtype=np.int32)
-    return (2 * blocks >= reduce * reduce).astype(np.uint8)
-
-
 def decode_sample(raw: RawSample, reduce: int = 1) -> Sample:
     """Decode a :class:`RawSample` at 1/reduce; geometry is mapped with :func:`reduce_points`."""
-    if reduce not in _REDUCED_FLAGS:
-        raise ValueError(f"reduce must be one of {sorted(_REDUCED_FLAGS)}, got {reduce}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {sorted(REDUCTIONS)}, got {reduce}")
     image = decode_image(raw.encoded, reduce)
     if image.shape[:2] != reduced_size(raw.height, raw.width, reduce):
         raise ValueError(f"image {raw.image_id}: decoded size {image.shape[:2]} does not match the stored "

@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 from simplepose.data import augment
-from simplepose.data.hdf5 import HDF5Reader, decode_image, decode_mask
+from simplepose.data.codecs import decode_image, decode_mask
+from simplepose.data.hdf5 import HDF5Reader
 from simplepose.data.targets import render_targets
 
 LOG = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ import numpy as np
 import tqdm
 
 from simplepose.data import coco
-from simplepose.data.hdf5 import HDF5Writer, ImageRecord, decode_image, encode_mask
+from simplepose.data.codecs import decode_image, encode_mask
+from simplepose.data.hdf5 import HDF5Writer, ImageRecord
 
 LOG = logging.getLogger(__name__)
 
