@@ -10,8 +10,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from simplepose.data import synthetic
-from simplepose.data.synthetic import CASES, LIMB_COLOURS, make_synthetic_coco
+from simplepose.data import stick_people, synthetic
+from simplepose.data.stick_people import LIMB_COLOURS
+from simplepose.data.synthetic import CASES, make_synthetic_coco
 from simplepose.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 
 KP = {name: i for i, name in enumerate(COCO_KEYPOINTS)}
@@ -159,7 +160,7 @@ def test_every_edge_case_is_present_and_as_described(synthetic_coco, coco):
         assert (keypoints(coco.anns[i])[:, 2] == 1).any()
     for i in case_anns["missing"]:
         inside = ((poses[i][:, :2] >= 0) & (poses[i][:, :2] <= (319, 239))).all(1)
-        assert (inside & (poses[i][:, 2] == 0))[list(synthetic._DISTAL)].any()
+        assert (inside & (poses[i][:, 2] == 0))[list(stick_people.DISTAL)].any()
 
 
 def test_occluded_keypoints_lie_under_another_person(synthetic_coco, coco):
@@ -168,7 +169,7 @@ def test_occluded_keypoints_lie_under_another_person(synthetic_coco, coco):
     for ann in coco.anns.values():
         kp = keypoints(ann)
         for k in np.flatnonzero(kp[:, 2] == 1):
-            if k in synthetic._DISTAL:
+            if k in stick_people.DISTAL:
                 continue
             x, y = int(kp[k, 0]), int(kp[k, 1])
             others = [o for o in coco.imgToAnns[ann["image_id"]] if o["id"] != ann["id"] and not o["iscrowd"]]
