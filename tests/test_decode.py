@@ -282,7 +282,7 @@ def test_split_peaks_add_nothing_to_single_or_distant_gaussians(cy):
 _KERNEL_SCRIPT = r"""
 import json, sys
 import numpy as np
-from simplepose.decode import kernels
+from simplepose.decode import assembly_kernels, kernels
 rng = np.random.default_rng(3)
 m = rng.random((14, 17)).astype(np.float32)
 m[5, 5:7] = 2.0  # a plateau
@@ -303,9 +303,9 @@ c = kernels.score_all_limbs(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0,
 conns = conns[:c]
 order = np.argsort(-conns[:, 5], kind="stable")
 pm = np.full((len(peaks), 3), -1, np.int32); sm = np.zeros((len(peaks), 3))
-nm = kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm)
+nm = assembly_kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm)
 pp = np.full((len(peaks), 3), -1, np.int32); sp = np.zeros((len(peaks), 3))
-npub = kernels.assemble_published(peaks, conns, 4.0, 0.85, pp, sp)
+npub = assembly_kernels.assemble_published(peaks, conns, 4.0, 0.85, pp, sp)
 from simplepose.decode import completion, split_peaks
 pf, sf = pm[:nm].copy(), sm[:nm].copy()
 n_fill = completion.fill_missing(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0, 2]]),

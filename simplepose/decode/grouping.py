@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 
-from simplepose.decode import completion, kernels
+from simplepose.decode import assembly_kernels, completion, kernels
 from simplepose.pose import Pose, cell_to_pixel
 
 
@@ -72,10 +72,10 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
         n = 0
     elif params.mode == "published":
         len_rate = params.max_length_ratio if params.max_length_ratio > 0 else np.inf
-        n = kernels.assemble_published(peaks, conns, len_rate, params.merge_tolerance, parts, stats)
+        n = assembly_kernels.assemble_published(peaks, conns, len_rate, params.merge_tolerance, parts, stats)
     elif params.mode == "improved":
         order = np.argsort(-conns[:, kernels.CONN_RANK], kind="stable")
-        n = kernels.assemble_merge(peaks, conns, order, params.max_length_ratio, parts, stats)
+        n = assembly_kernels.assemble_merge(peaks, conns, order, params.max_length_ratio, parts, stats)
     else:
         raise ValueError(f"unknown grouping mode {params.mode!r}; expected 'improved' or 'published'")
     parts, stats = parts[:n], stats[:n]

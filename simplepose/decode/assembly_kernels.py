@@ -1,0 +1,189 @@
+"""numba kernels of the bottom-up decoder's greedy assembly: scored connections -> people.
+
+Two strategies: ``assemble_merge`` (one global best-first pass; a connection starts, extends or merges
+people while no keypoint type repeats) and ``assemble_published`` (the seed's ``find_people``). Like
+``kernels``: arrays and scalars only, and plain Python under ``NUMBA_DISABLE_JIT=1``.
+"""
+import numpy as np
+from numba import njit
+
+from simplepose.decode.kernels import CONN_A, CONN_B, CONN_LENGTH, CONN_SCORE, PEAK_SCORE, PEAK_TYPE
+
+
+@njit(cache=True, nogil=True)
+def _new_person(parts, stats, n, a, ta, b, tb, score, length, peaks):
+    parts[n, ta] = a
+    parts[n, tb] = b
+    stats[n, 0] = peaks[a, PEAK_SCORE] + peaks[b, PEAK_SCORE] + score
+    stats[n, 1] = 2.0
+    stats[n, 2] = length
+    return n + 1
+
+
+@njit(cache=True, nogil=True)
+def _merge_into(parts, stats, owner, ra, rb, s, length):
+    """Move every keypoint of person ``rb`` into ``ra`` if no type would be held twice; return success."""
+    for t in range(parts.shape[1]):
+        if parts[ra, t] >= 0 and parts[rb, t] >= 0:
+            return False
+    for t in range(parts.shape[1]):
+        if parts[rb, t] >= 0:
+            parts[ra, t] = parts[rb, t]
+            owner[parts[rb, t]] = ra
+            parts[rb, t] = -1
+    stats[ra, 0] += stats[rb, 0] + s
+    stats[ra, 1] += stats[rb, 1]
+    stats[ra, 2] = max(stats[ra, 2], stats[rb, 2], length)
+    stats[rb, 1] = 0.0
+    return True
+
+
+@njit(cache=True, nogil=True)
+def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats):
+    """Greedy assembly over all connections in ``order`` (best first), merging fragments.
+
+    A connection joins the people holding its two peaks when no keypoint type would then be held
+    twice: it starts a person, extends one, or merges two (the seed never merged split people).
+    ``max_length_ratio > 0`` also rejects a connection longer than that many times the person's
+    longest limb.
+
+    Args:
+        peaks: peak rows ``[x, y, score, type]``.
+        conns: connection rows ``[a, b, score, length, limb, rank]``.
+        order: the connection rows to process, in processing order.
+        parts: output, filled with -1 by the caller: peak row per person and keypoint type.
+        stats: output: ``[total score, keypoint count, longest limb]`` per person.
+
+    Returns:
+        the number of person slots used; a slot merged into another has count 0.
+
+    Shapes: ``peaks (P, 4)``, ``conns (C, 6)``, ``order (C,)``, ``parts (P, K)`` int32, ``stats (P, 3)``.
+    """
+    owner = np.full(peaks.shape[0], -1, dtype=np.int64)
+    n = 0
+    for k in order:
+        a, b = int(conns[k, CONN_A]), int(conns[k, CONN_B])
+        s, length = conns[k, CONN_SCORE], conns[k, CONN_LENGTH]
+        ta, tb = int(peaks[a, PEAK_TYPE]), int(peaks[b, PEAK_TYPE])
+        ra, rb = owner[a], owner[b]
+        if ra < 0 and rb < 0:
+            owner[a] = owner[b] = n
+            n = _new_person(parts, stats, n, a, ta, b, tb, s, length, peaks)
+            continue
+        r = ra if ra >= 0 else rb
+        if ra == rb or (max_length_ratio > 0.0 and length > max_length_ratio * stats[r, 2]):
+            continue
+        if ra >= 0 and rb >= 0:
+            _merge_into(parts, stats, owner, ra, rb, s, length)
+            continue
+        new, tnew = (a, ta) if ra < 0 else (b, tb)
+        if parts[r, tnew] < 0:
+            parts[r, tnew] = new
+            owner[new] = r
+            stats[r, 0] += peaks[new, PEAK_SCORE] + s
+            stats[r, 1] += 1.0
+            stats[r, 2] = max(stats[r, 2], length)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _min_limb_score(parts, limb_scores, r):
+    best = np.inf
+    for t in range(parts.shape[1]):
+        if parts[r, t] >= 0:
+            best = min(best, limb_scores[r, t])
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _published_two(parts, limb_scores, stats, r1, r2, a, ta, b, tb, s, length, peaks, len_rate, tolerance):
+    """The seed's found-2 branch: merge disjoint people, else drop the weaker matched keypoint."""
+    disjoint = True
+    for t in range(parts.shape[1]):
+        if parts[r1, t] >= 0 and parts[r2, t] >= 0:
+            disjoint = False
+    if disjoint:
+        min_tol = min(_min_limb_score(parts, limb_scores, r1), _min_limb_score(parts, limb_scores, r2))
+        if s < tolerance * min_tol or len_rate * stats[r1, 2] <= length:
+            return
+        for t in range(parts.shape[1]):
+            if parts[r1, t] < 0 and parts[r2, t] >= 0:
+                parts[r1, t] = parts[r2, t]
+                limb_scores[r1, t] = limb_scores[r2, t]
+            parts[r2, t] = -1
+        stats[r1, 0] += stats[r2, 0] + s
+        stats[r1, 1] += stats[r2, 1]
+        stats[r1, 2] = max(stats[r1, 2], length)
+        stats[r2, 1] = 0.0
+        return
+    c1 = ta if parts[r1, ta] == a else tb
+    c2 = tb if parts[r2, tb] == b else ta
+    if s < limb_scores[r1, c1] and s < limb_scores[r2, c2]:
+        return
+    r, c = (r1, c1) if limb_scores[r1, c1] <= limb_scores[r2, c2] else (r2, c2)
+    stats[r, 0] -= peaks[parts[r, c], PEAK_SCORE] + limb_scores[r, c]
+    stats[r, 1] -= 1.0
+    parts[r, c] = -1
+    limb_scores[r, c] = -1.0
+
+
+@njit(cache=True, nogil=True)
+def _published_one(parts, limb_scores, stats, r, b, tb, s, length, peaks, len_rate):
+    """The seed's found-1 branch: add B, or replace a weaker B; A is never added (as in OpenPose)."""
+    if parts[r, tb] < 0 and len_rate * stats[r, 2] > length:
+        parts[r, tb] = b
+        limb_scores[r, tb] = s
+        stats[r, 0] += peaks[b, PEAK_SCORE] + s
+        stats[r, 1] += 1.0
+        stats[r, 2] = max(stats[r, 2], length)
+    elif parts[r, tb] != b:
+        if limb_scores[r, tb] >= s or len_rate * stats[r, 2] <= length:
+            return
+        if parts[r, tb] >= 0:
+            stats[r, 0] -= peaks[parts[r, tb], PEAK_SCORE] + limb_scores[r, tb]
+        else:
+            stats[r, 1] += 1.0
+        parts[r, tb] = b
+        limb_scores[r, tb] = s
+        stats[r, 0] += peaks[b, PEAK_SCORE] + s
+        stats[r, 2] = max(stats[r, 2], length)
+
+
+@njit(cache=True, nogil=True)
+def assemble_published(peaks, conns, len_rate, tolerance, parts, stats):
+    """The seed's ``find_people`` (spec 6.5) over connections in limb order.
+
+    Args:
+        peaks, conns, parts, stats: as in :func:`assemble_merge`.
+        len_rate: a limb longer than ``len_rate`` times the person's longest one is not attached.
+        tolerance: ``connection_tole``: two disjoint people merge only if the limb score is at least
+            this fraction of their weakest limb score.
+
+    Returns:
+        the number of person slots used; deleted slots have count 0.
+
+    Shapes: as in :func:`assemble_merge`.
+    """
+    limb_scores = np.full(parts.shape, -1.0)
+    n = 0
+    for k in range(conns.shape[0]):
+        a, b = int(conns[k, CONN_A]), int(conns[k, CONN_B])
+        s, length = conns[k, CONN_SCORE], conns[k, CONN_LENGTH]
+        ta, tb = int(peaks[a, PEAK_TYPE]), int(peaks[b, PEAK_TYPE])
+        r1 = -1
+        r2 = -1
+        for r in range(n):
+            if stats[r, 1] > 0 and (parts[r, ta] == a or parts[r, tb] == b):
+                if r1 < 0:
+                    r1 = r
+                elif r2 < 0:
+                    r2 = r
+        if r1 >= 0 and r2 >= 0:
+            _published_two(parts, limb_scores, stats, r1, r2, a, ta, b, tb, s, length, peaks, len_rate, tolerance)
+        elif r1 >= 0:
+            _published_one(parts, limb_scores, stats, r1, b, tb, s, length, peaks, len_rate)
+        else:
+            limb_scores[n, ta] = s
+            limb_scores[n, tb] = s
+            n = _new_person(parts, stats, n, a, ta, b, tb, s, length, peaks)
+    return n
