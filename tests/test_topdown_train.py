@@ -8,6 +8,7 @@ import pytest
 
 from simplepose import train
 from simplepose.config import load_config
+from simplepose.run_dir import CSV_FILE, resume_epoch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "training"))
@@ -20,7 +21,7 @@ BOTTOMUP_TINY = os.path.join(REPO, "configs", "bottomup_tiny.yaml")
 
 
 def _log(run):
-    with open(os.path.join(run, train.CSV_FILE)) as f:
+    with open(os.path.join(run, CSV_FILE)) as f:
         return list(csv.DictReader(f))
 
 
@@ -36,7 +37,7 @@ def test_cli_trains_resumes_and_evaluates(capsys, tmp_path, synthetic_coco, kill
     # a run killed after its first epoch, started again with the same command, continues with the second
     with pytest.raises(KeyboardInterrupt):
         train.fit(cfg, run, ann, ann, train_images=images, val_images=images, callbacks=[kill_at_epoch(1)], verbose=0)
-    assert train.resume_epoch(run) == 1 and [r["epoch"] for r in _log(run)] == ["0"]
+    assert resume_epoch(run) == 1 and [r["epoch"] for r in _log(run)] == ["0"]
     assert train_pose.main(argv) == 0, capsys.readouterr().err
     assert "done: 1 epoch(s)" in capsys.readouterr().out
     assert sorted(p for p in os.listdir(run) if not p.startswith(".")) == [

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from simplepose import train
 from simplepose.config import load_config
+from simplepose.run_dir import CSV_FILE, prepare_run_dir, resume_epoch, trim_csv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "training"))
@@ -41,7 +42,7 @@ def synthetic_dataset(cfg, size=32, batches=2, nan=False, seed=0, repeat=True):
 
 
 def _csv_epochs(run_dir):
-    with open(os.path.join(run_dir, train.CSV_FILE)) as f:
+    with open(os.path.join(run_dir, CSV_FILE)) as f:
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
@@ -51,7 +52,7 @@ def test_killed_run_resumes_from_last_completed_epoch(tmp_path, kill_at_epoch):
     with pytest.raises(KeyboardInterrupt):
         train.fit(cfg, run, synthetic_dataset(cfg), synthetic_dataset(cfg, seed=1, repeat=False),
                   callbacks=[kill_at_epoch(2)], verbose=0)
-    assert _csv_epochs(run) == [0, 1] and train.resume_epoch(run) == 2
+    assert _csv_epochs(run) == [0, 1] and resume_epoch(run) == 2
     killed_state = keras.saving.load_model(os.path.join(run, "last.keras"))
     assert int(killed_state.optimizer.iterations) == 4
     history = train.fit(cfg, run, synthetic_dataset(cfg), synthetic_dataset(cfg, seed=1, repeat=False), verbose=0)
@@ -62,7 +63,7 @@ def test_killed_run_resumes_from_last_completed_epoch(tmp_path, kill_at_epoch):
     assert os.path.exists(os.path.join(run, "model.keras")) and os.path.exists(os.path.join(run, "losses.png"))
     assert load_config(os.path.join(run, "config.yaml")) == cfg
     # a kill between an epoch's backup and its CSV row must not duplicate rows either
-    train.trim_csv(os.path.join(run, train.CSV_FILE), 1)
+    trim_csv(os.path.join(run, CSV_FILE), 1)
     assert _csv_epochs(run) == [0]
 
 
@@ -98,10 +99,10 @@ def test_nan_loss_stops_with_clear_message(tmp_path):
 
 def test_run_dir_with_other_config_is_refused(tmp_path):
     cfg = _cfg()
-    train.prepare_run_dir(tmp_path, cfg)
-    assert train.prepare_run_dir(tmp_path, load_config(TINY, FAST + ["train.epochs=50"])) == 0  # more epochs: ok
+    prepare_run_dir(tmp_path, cfg)
+    assert prepare_run_dir(tmp_path, load_config(TINY, FAST + ["train.epochs=50"])) == 0  # more epochs: ok
     with pytest.raises(train.TrainingError, match=r"different config \(train.learning_rate"):
-        train.prepare_run_dir(tmp_path, _cfg("train.learning_rate=0.5"))
+        prepare_run_dir(tmp_path, _cfg("train.learning_rate=0.5"))
 
 
 def test_batch_must_split_over_replicas():
@@ -130,7 +131,7 @@ def test_cli_bad_inputs_are_one_line(capsys, tmp_path, tiny_hdf5):
         f["x"] = np.zeros(3)
     assert "not a simplepose data file" in _main_error(capsys, base + ["--train", str(tmp_path / "foreign.h5")])
     assert "unknown key 'nope'" in _main_error(capsys, base + ["--train", str(tiny_hdf5), "--set", "train.nope=1"])
-    train.prepare_run_dir(tmp_path / "run", load_config(TINY))
+    prepare_run_dir(tmp_path / "run", load_config(TINY))
     assert "different config" in _main_error(capsys, base + ["--train", str(tiny_hdf5), "--batch-size", "3"])
 
 
