@@ -146,7 +146,9 @@ def main(argv=None) -> int:
         stage_ms_per_sample_ungrouped={s: round(statistics.median(r["stage_ms"][s] for r in ungrouped), 3)
                                        for s in STAGES},
         grouped_vs_ungrouped=round(cpu_ms_ungrouped / _median(single, "cpu_ms_per_sample"), 2),
-        samples_per_image_decode=round(samples_per_decode(reader, cfg, args.batch_size, args.seed), 2))
+        samples_per_image_decode=round(samples_per_decode(reader, cfg, args.batch_size, args.seed), 2),
+        samples_per_image_decode_ungrouped=round(samples_per_decode(reader, ungrouped_cfg, args.batch_size,
+                                                                    args.seed), 2))
     summary["full_decode_ms_per_image"] = round(statistics.median(full_decode_ms(reader) for _ in range(3)), 3)
     summary.update(data=os.path.basename(args.data), input_size=cfg.data.input_size, stride=cfg.data.stride,
                    batch_size=args.batch_size, repeats=args.repeats, seconds=args.seconds, cpu_count=os.cpu_count())
