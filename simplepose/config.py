@@ -30,7 +30,8 @@ class DataConfig:
     #: Training order: images shuffled, the samples of one image (one per main person) next to each other,
     #: so the image is decoded once for all of them (2.6 per image in coco-mini train; the JPEG decode was
     #: half of the pipeline's time). False: samples shuffled independently. Each sample keeps its own
-    #: augmentation draw either way.
+    #: augmentation draw either way. A batch then holds ~2 crops of each of its images: the quickstart
+    #: (configs/quickstart.yaml) reached AP 0.699 with it and 0.736 without (one seed each).
     group_by_image: bool = True
 
 
