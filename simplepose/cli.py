@@ -45,9 +45,10 @@ def config_from_args(args, weights=None, extra_overrides=()):
     ``weights`` (what training writes into its run directory) is used, so a trained model is evaluated
     with the input size, stride and skeleton it was trained with."""
     path = args.config
-    if path is None and weights and saved_config_path(weights):
+    if path is None and weights:
         path = saved_config_path(weights)
-        LOG.info("config: %s (saved beside the model; --config replaces it)", path)
+        if path:
+            LOG.info("config: %s (saved beside the model; --config replaces it)", path)
     return load_config(path, list(args.overrides) + list(extra_overrides))
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import logging
 import math
@@ -10,7 +11,7 @@ import os
 
 import keras
 
-from simplepose.config import Config
+from simplepose.config import Config, atomic_write_bytes
 
 LOG = logging.getLogger(__name__)
 
@@ -143,10 +144,10 @@ def plot_losses(csv_path, png_path) -> None:
             ax.plot(*zip(*points), marker="o", label=key)
     ax.set(xlabel="epoch", ylabel="loss", yscale="log", title=os.path.basename(os.path.dirname(csv_path)))
     ax.legend()
-    tmp = os.path.join(os.path.dirname(png_path), ".tmp-" + os.path.basename(png_path))
-    fig.savefig(tmp, format="png", dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, png_path)
+    atomic_write_bytes(png_path, buf.getvalue())
 
 
 def _number(text):

@@ -272,15 +272,19 @@ class HDF5Reader:
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"HDF5 file not found: {self.path}")
-        self._file = self._pid = None
-        self._ds = {}
-        self._open_lock = threading.Lock()
-        self._image_bytes = functools.lru_cache(_IMAGE_BYTES_CACHE)(self._read_image_bytes)
+        self._init_handles()
         try:
             with h5py.File(self.path, "r") as f:
                 self._load_index(f)
         except (OSError, KeyError, RuntimeError) as e:
             raise ValueError(f"{self.path}: not a readable HDF5 file (corrupt or truncated?): {e}") from None
+
+    def _init_handles(self) -> None:
+        """Per-process state: the lazily opened file, its datasets, and the image-bytes cache."""
+        self._file = self._pid = None
+        self._ds = {}
+        self._open_lock = threading.Lock()
+        self._image_bytes = functools.lru_cache(_IMAGE_BYTES_CACHE)(self._read_image_bytes)
 
     def _load_index(self, f) -> None:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
@@ -372,5 +376,5 @@ class HDF5Reader:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state, _open_lock=threading.Lock())
-        self._image_bytes = functools.lru_cache(_IMAGE_BYTES_CACHE)(self._read_image_bytes)
+        self.__dict__.update(state)
+        self._init_handles()

@@ -95,17 +95,13 @@ def augment_sample(reader, index: int, rng: np.random.Generator, cfg, train: boo
     reduce = 1
     if a.reduced_decode:
         reduce = augment.choose_reduction(augment.crop_scale(height, params, size, a.target_dist))
-    key = ("image", raw.image_row, reduce)
-    if key not in decoded:
-        decoded[key] = decode_image(raw.encoded, reduce)
-    mask = None
+    image = _once(decoded, ("image", raw.image_row, reduce), lambda: decode_image(raw.encoded, reduce))
+    mask = None  # all supervised
     if raw.mask:
-        if ("mask", raw.image_row) not in decoded:
-            decoded["mask", raw.image_row] = decode_mask(raw.mask, raw.height, raw.width)
-        mask = decoded["mask", raw.image_row]
+        mask = _once(decoded, ("mask", raw.image_row), lambda: decode_mask(raw.mask, raw.height, raw.width))
     clock.lap("decode")
     flip_perm = skeleton.keypoint_flip if params.flip else None
-    image, mask, keypoints = augment.warp(decoded[key], mask, skeleton.from_coco(raw.keypoints), matrix, size,
+    image, mask, keypoints = augment.warp(image, mask, skeleton.from_coco(raw.keypoints), matrix, size,
                                           cfg.data.stride, flip_perm, a.interpolation,
                                           image_matrix=matrix @ augment.unreduce_matrix(reduce))
     clock.lap("warp")
@@ -113,6 +109,13 @@ def augment_sample(reader, index: int, rng: np.random.Generator, cfg, train: boo
         image = augment.color_jitter(image, params.hsv)
     clock.lap("colour")
     return AugmentedSample(image=image, mask=mask, keypoints=keypoints, params=params, reduce=reduce)
+
+
+def _once(cache: dict, key, make):
+    """``cache[key]``, made by ``make()`` on first use."""
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 class _Clock:
@@ -205,16 +208,14 @@ class SampleStream:
         for epoch, index in elements:
             sample = augment_sample(self.reader, index, sample_rng(self.seed, epoch, index), self.cfg, self.train,
                                     timings, decoded)
-            t0 = time.thread_time()
+            clock = _Clock(timings)
             targets = sample_targets(sample, self.cfg)
-            if timings is not None:
-                timings["targets"] = timings.get("targets", 0.0) + time.thread_time() - t0
+            clock.lap("targets")
             images.append(sample.image)
             maps.append(tuple(targets[key] for key in TARGET_KEYS))
-        t0 = time.thread_time()
+        clock = _Clock(timings)
         out = (np.stack(images),) + tuple(np.stack(m) for m in zip(*maps))
-        if timings is not None:
-            timings["batching"] = timings.get("batching", 0.0) + time.thread_time() - t0
+        clock.lap("batching")
         return out
 
 
