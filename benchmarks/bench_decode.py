@@ -5,13 +5,12 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from simplepose import cli, evaluation  # noqa: E402
-from simplepose.config import load_config  # noqa: E402
-from simplepose.decode import warm_up  # noqa: E402
-from simplepose.inference import decode_maps, to_original  # noqa: E402
-from simplepose.oracle import image_people, oracle_maps  # noqa: E402
+from simplepose import cli, evaluation
+from simplepose.bottomup.oracle import labelled_people, oracle_maps
+from simplepose.bottomup.predictor import decode_maps, to_original
+from simplepose.config import load_config
+from simplepose.data.coco import load_coco
+from simplepose.decode import warm_up
 
 BINS = ((0, 0), (1, 1), (2, 3), (4, 7), (8, 1000))
 
@@ -48,13 +47,13 @@ def main(argv=None) -> int:
     if not os.path.isfile(args.annotations):
         raise cli.UserError(f"{args.annotations}: annotation file not found")
     cfg = load_config(args.config, args.overrides)
-    gt = evaluation.load_coco(args.annotations)
+    gt = load_coco(args.annotations)
     ids = sorted(gt.getImgIds())[: args.limit]
     warm_up(cfg.skeleton, cfg.inference)
     rows, resize, poses_by_image = [], [], {}
     for image_id in evaluation.progress_bar(ids, True, "decode"):
         info = gt.loadImgs([image_id])[0]
-        people = image_people(gt, image_id, cfg.skeleton)
+        people = labelled_people(gt, image_id, cfg.skeleton)
         maps, (fx, fy) = oracle_maps(people, info["height"], info["width"], cfg)
         ms, resize_ms, poses = time_image(maps, cfg, args.repeats)
         poses_by_image[image_id] = to_original(poses, fx, fy)

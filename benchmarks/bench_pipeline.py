@@ -27,7 +27,7 @@ STAGES = ("read", "decode", "warp", "colour", "targets", "batching")
 
 def one_core(reader, cfg, seconds: float, batch_size: int, seed: int) -> dict:
     """Samples/s of the library's batches (``SampleStream.batch``) in this thread, and seconds per stage."""
-    from simplepose.data.pipeline import SampleStream
+    from simplepose.bottomup.pipeline import SampleStream
 
     stream = SampleStream(reader, cfg, train=True, seed=seed)
     timings, n = {}, 0
@@ -53,7 +53,7 @@ def full_decode_ms(reader, limit: int = 64) -> float:
 
 def all_cores(path, cfg, seconds: float, batch_size: int, workers: int, seed: int) -> dict:
     """Samples/s of ``build_dataset`` with ``workers`` threads, and how many cores it kept busy."""
-    from simplepose.data.pipeline import build_dataset
+    from simplepose.bottomup.pipeline import build_dataset
 
     ds = build_dataset(path, cfg, train=True, global_batch_size=batch_size, seed=seed, num_workers=workers)
     it = iter(ds)
@@ -69,7 +69,7 @@ def all_cores(path, cfg, seconds: float, batch_size: int, workers: int, seed: in
 
 def samples_per_decode(reader, cfg, batch_size: int, seed: int) -> float:
     """Samples per distinct image of a batch over the first epochs: how often a decode is shared."""
-    from simplepose.data.pipeline import SampleStream
+    from simplepose.bottomup.pipeline import SampleStream
 
     stream, images, n = SampleStream(reader, cfg, train=True, seed=seed), reader.sample_images, 4 * len(reader)
     decodes = sum(len({int(images[i]) for _, i in stream.elements(k, k + batch_size)})

@@ -20,10 +20,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from simplepose import cli  # noqa: E402
-from simplepose.config import load_config  # noqa: E402
+from simplepose import cli
+from simplepose.config import load_config
 
 LOG = logging.getLogger("bench_topdown")
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -50,13 +48,13 @@ def bench_variants(cfg, kernel: str, batch_sizes, repeats: int) -> dict:
     """
     from tqdm import tqdm
 
-    from simplepose.models.topdown_net import build_topdown_model
+    from simplepose.methods import build_model
 
     models, out = {}, {}
     for attention in VARIANTS:
         vcfg = cfg.with_overrides([f"topdown.attention={attention}", f"topdown.attention_kernel={kernel}",
                                    "model.backbone_weights=none"])
-        models[attention] = build_topdown_model(vcfg)
+        models[attention] = build_model(vcfg)
         out[attention] = {"params": int(models[attention].count_params())}
     shape = tuple(cfg.topdown.input_shape)
     for b in batch_sizes:
@@ -76,7 +74,7 @@ def bench_variants(cfg, kernel: str, batch_sizes, repeats: int) -> dict:
 
 
 def bench_oracle(cfg, root: pathlib.Path) -> dict:
-    from simplepose.topdown_eval import evaluate_topdown
+    from simplepose.topdown.oracle import oracle_evaluate
 
     out = {}
     for split in ("val", "train"):
@@ -85,7 +83,7 @@ def bench_oracle(cfg, root: pathlib.Path) -> dict:
             LOG.warning("%s missing: no oracle AP for %s", ann, split)
             continue
         start = time.perf_counter()
-        stats = evaluate_topdown(cfg, ann, root / f"{split}2017", oracle=True, progress=False)
+        stats = oracle_evaluate(ann, cfg)
         out[f"oracle_ap_{split}"] = round(stats["AP"], 4)
         out[f"oracle_s_{split}"] = round(time.perf_counter() - start, 2)
     return out
@@ -104,7 +102,10 @@ def main(argv=None) -> int:
     if args.config is None:
         args.config = str(REPO / "configs" / "topdown_resnet50_256x192.yaml")
     cfg = load_config(args.config, args.overrides)
-    if cfg.model.architecture != "topdown":
+    from simplepose.methods import method_for_config
+    from simplepose.topdown.method import TopDown
+
+    if not isinstance(method_for_config(cfg), TopDown):
         raise cli.UserError(f"{args.config}: not a top-down config (model.architecture={cfg.model.architecture})")
     figures = {"kernel": args.kernel, "input_shape": list(cfg.topdown.input_shape), "cpu_count": os.cpu_count()}
     figures["variants"] = bench_variants(cfg, args.kernel, args.batch_sizes, args.repeats)

@@ -18,10 +18,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from simplepose import cli  # noqa: E402
-from simplepose.config import load_config  # noqa: E402
+from simplepose import cli
+from simplepose.config import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "configs", "bottomup_tiny.yaml")
@@ -60,7 +58,7 @@ def model_throughput(cfg, steps, repeats, warmup=2):
 
 def data_wait_share(cfg, data, steps, repeats, warmup=2):
     """Median share of loop time spent waiting in ``next()`` on the real pipeline, and samples/s."""
-    from simplepose.data.pipeline import build_dataset
+    from simplepose.bottomup.pipeline import build_dataset
 
     model = compiled_model(cfg)
     iterator = iter(build_dataset(data, cfg, train=True, global_batch_size=cfg.train.batch_size, seed=0))

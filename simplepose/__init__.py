@@ -1,15 +1,16 @@
 """simplepose: multi-person 2D pose estimation (Simple Pose bottom-up, Simple Baselines top-down) in Keras 3."""
 
-__version__ = "0.1.0"
+from simplepose._version import __version__
+from simplepose.config import Config, ConfigError, load_config
+from simplepose.headmeta import HeadMeta
+from simplepose.pose import Pose
+from simplepose.skeleton import SKELETONS, Skeleton, get_skeleton, register_skeleton
 
-from simplepose.config import Config, ConfigError, load_config  # noqa: E402
-from simplepose.pose import Pose  # noqa: E402
-from simplepose.skeleton import SKELETONS, Skeleton, get_skeleton  # noqa: E402
+__all__ = ["Config", "ConfigError", "HeadMeta", "load_config", "Pose", "Predictor", "SKELETONS", "Skeleton",
+           "build_model", "get_method", "get_skeleton", "load_model", "register_skeleton", "__version__"]
 
-__all__ = ["Config", "ConfigError", "load_config", "Pose", "Predictor", "SKELETONS", "Skeleton", "build_model",
-           "get_skeleton", "__version__"]
-
-_LAZY = {"Predictor": "simplepose.inference", "build_model": "simplepose.models.registry"}
+_LAZY = {"Predictor": "simplepose.predictor", "build_model": "simplepose.methods", "get_method": "simplepose.methods",
+         "load_model": "simplepose.models.loading"}
 
 
 def __getattr__(name):

@@ -1,4 +1,4 @@
-"""Shared command-line plumbing: --config/--set, logging, --version, and clean one-line user errors."""
+"""Shared command-line plumbing: --config/--set, test-time flags, logging, --version, one-line user errors."""
 from __future__ import annotations
 
 import argparse
@@ -7,18 +7,15 @@ import logging
 import os
 import sys
 
-# Scripts import this module before TensorFlow: keep TF's C++ start-up chatter off the user's terminal
-# (set TF_CPP_MIN_LOG_LEVEL=0 to see it again).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import simplepose  # noqa: E402
-from simplepose.config import ConfigError, load_config, saved_config_path  # noqa: E402
+from simplepose._version import __version__
+from simplepose.config import load_config
+from simplepose.errors import SimplePoseError
 
 LOG = logging.getLogger(__name__)
 
 
-class UserError(Exception):
-    """A problem with the user's input (file, flag, data): reported as one line, no traceback."""
+class UserError(SimplePoseError):
+    """A problem with the user's input (file, flag, data) found by a script: one line, no traceback."""
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -27,39 +24,33 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 def make_parser(doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc, formatter_class=_HelpFormatter)
-    parser.add_argument("--version", action="version", version=f"simplepose {simplepose.__version__}")
+    parser.add_argument("--version", action="version", version=f"simplepose {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="logging verbosity")
     return parser
 
 
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="experiment YAML file (see configs/)")
+def add_config_args(parser: argparse.ArgumentParser, *, model: bool = False) -> None:
+    """``--config`` and ``--set``; with ``model``, worded for scripts that load a trained model."""
+    parser.add_argument("--config", help="experiment YAML file (see configs/)" if not model else
+                        "YAML config whose inference settings replace the model's own (a model saved before "
+                        "simplepose 0.2 needs its training config, found automatically as config.yaml beside it)")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override config values, e.g. --set train.learning_rate=1e-4 data.stride=8 "
+                        help="override config values, e.g. --set train.learning_rate=1e-4 inference.box_size=320 "
                              "(may be repeated)")
 
 
-def config_from_args(args, weights=None, extra_overrides=()):
-    """Resolve ``--config``/``--set``. Without ``--config``, a model's ``config.yaml`` saved beside
-    ``weights`` (what training writes into its run directory) is used, so a trained model is evaluated
-    with the input size, stride and skeleton it was trained with."""
-    path = args.config
-    if path is None and weights:
-        path = saved_config_path(weights)
-        if path:
-            LOG.info("config: %s (saved beside the model; --config replaces it)", path)
-    return load_config(path, list(args.overrides) + list(extra_overrides))
+def add_tta_args(parser: argparse.ArgumentParser) -> None:
+    """``--scales`` and ``--flip``/``--no-flip``: test-time augmentation, default the model's own settings."""
+    parser.add_argument("--scales", type=float, nargs="+",
+                        help="bottom-up test scales relative to inference.box_size (default: the model's)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="average with the prediction on the mirrored image (default: the model's setting)")
 
 
-def tta_overrides(scales=None, flip: bool = False) -> list:
-    """``--scales``/``--flip`` flags as ``inference.*`` config overrides."""
-    extra = []
-    if scales:
-        extra.append(f"inference.scales=[{', '.join(map(str, scales))}]")
-    if flip:
-        extra.append("inference.flip=true")
-    return extra
+def config_from_args(args, extra_overrides=()):
+    """The config of ``--config`` (or the defaults) with ``--set`` and ``extra_overrides`` applied."""
+    return load_config(args.config, list(args.overrides) + list(extra_overrides))
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -68,13 +59,18 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def run_main(main):
-    """Decorator for a script's ``main(argv) -> int``: user errors become one line on stderr and exit 2."""
+    """Decorator for a script's ``main(argv) -> int``: user errors become one line on stderr and exit 2.
+
+    Also keeps TensorFlow's C++ start-up chatter off the terminal (scripts import TensorFlow inside ``main``;
+    set ``TF_CPP_MIN_LOG_LEVEL=0`` to see it).
+    """
 
     @functools.wraps(main)
     def wrapper(argv=None):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
             return main(argv)
-        except (UserError, ConfigError) as e:
+        except SimplePoseError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import typing
+
 import yaml
 
-from simplepose.skeleton import SKELETONS
+from simplepose import atomic
+from simplepose.errors import ConfigError
+from simplepose.skeleton import SKELETONS, get_skeleton
 
-
-class ConfigError(ValueError):
-    """A configuration value, key or file is wrong; the message says which and why."""
+__all__ = ["Config", "ConfigError", "load_config", "saved_config_path"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,9 +19,10 @@ class DataConfig:
     #: Skeleton (limb set) name, see ``simplepose.skeleton.SKELETONS``. ``coco18_limbs40`` adds redundant
     #: links to the published ``coco18_limbs24`` (oracle AP on coco-mini: 0.959/0.983 vs 0.905/0.843).
     skeleton: str = "coco18_limbs40"
-    #: Square training crop side, in pixels.
+    #: Square training crop side, in pixels (bottom-up; top-down crops are ``topdown.input_shape``).
     input_size: int = 368
-    #: Output stride of the network maps.
+    #: Output stride of the network maps: fixed by the architecture (model3, openpose: 8; top-down:
+    #: 32 / 2 ** topdown.num_deconv); a value the model cannot produce is an error.
     stride: int = 8
     #: Parallel workers of the input pipeline (0 = one per CPU core).
     workers: int = 0
@@ -282,12 +283,12 @@ class Config:
     def to_yaml(self, path=None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            atomic_write_text(path, text)
+            atomic.write_text(path, text)
         return text
 
     @property
     def skeleton(self):
-        return SKELETONS[self.data.skeleton]
+        return get_skeleton(self.data.skeleton)
 
 
 def load_config(path=None, overrides=()) -> Config:
@@ -300,32 +301,6 @@ def saved_config_path(model_path):
     """The ``config.yaml`` that training wrote beside ``model_path``, or None when there is none."""
     path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(model_path))), "config.yaml")
     return path if os.path.isfile(path) else None
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place (no partial file)."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _plain(value):
@@ -393,10 +368,8 @@ def _coerce(value, kind, where):
 
 
 _CHOICES = {
-    ("data", "skeleton"): tuple(SKELETONS),
     ("targets", "limb_shape"): ("capsule", "seed_box"),
     ("augment", "interpolation"): ("linear", "cubic"),
-    ("model", "architecture"): ("model3", "openpose", "topdown"),
     ("model", "kernel_init"): ("gaussian", "he_normal"),
     ("loss", "kind"): ("focal_l2", "l2"),
     ("train", "optimizer"): ("adam", "sgd"),
@@ -413,16 +386,11 @@ def _validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), key)
         if value not in choices:
             raise ConfigError(f"{section}.{key}={value!r}: expected one of {', '.join(choices)}")
+    if cfg.data.skeleton not in SKELETONS:
+        raise ConfigError(f"data.skeleton={cfg.data.skeleton!r}: expected one of {', '.join(SKELETONS)}")
     d = cfg.data
-    if d.stride not in (4, 8):
-        raise ConfigError(f"data.stride={d.stride}: expected 4 or 8")
-    if d.input_size <= 0 or d.input_size % d.stride:
+    if d.stride < 1 or d.input_size <= 0 or d.input_size % d.stride:
         raise ConfigError(f"data.input_size={d.input_size} must be a positive multiple of data.stride={d.stride}")
-    if cfg.model.architecture == "model3" and d.stride != 8:
-        raise ConfigError("model.architecture=model3 has output stride 8: set data.stride=8")
-    if len(cfg.loss.stage_weights) != cfg.model.num_stages and cfg.model.architecture != "topdown":
-        raise ConfigError(f"loss.stage_weights has {len(cfg.loss.stage_weights)} entries but "
-                          f"model.num_stages={cfg.model.num_stages}")
     if cfg.model.num_stages < 1:
         raise ConfigError("model.num_stages must be >= 1")
     a = cfg.augment
@@ -435,3 +403,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("train.batch_size must be >= 1, train.epochs and train.steps_per_epoch >= 0")
     if not cfg.inference.scales or min(cfg.inference.scales) <= 0:
         raise ConfigError(f"inference.scales={cfg.inference.scales}: need one or more positive scales")
+    from simplepose.methods import method_for_architecture  # the methods know what their models produce
+
+    try:
+        method = method_for_architecture(cfg.model.architecture)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    method.check_config(cfg)

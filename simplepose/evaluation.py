@@ -1,17 +1,18 @@
-"""COCO keypoint evaluation: poses to COCO results JSON, pycocotools COCOeval, per-stage timing."""
+"""COCO keypoint evaluation for every method: poses to COCO results, pycocotools COCOeval, per-stage timing."""
 from __future__ import annotations
 
 import collections
 import contextlib
 import io
-import json
 import logging
 import os
 import time
 
 import numpy as np
 
-from simplepose.config import atomic_write_text
+from simplepose import atomic
+from simplepose.data.codecs import read_image
+from simplepose.data.coco import load_coco
 
 LOG = logging.getLogger(__name__)
 
@@ -27,21 +28,6 @@ def poses_to_results(poses_by_image, skeleton) -> list[dict]:
         skeleton: the poses' skeleton (synthesised keypoints such as the neck are dropped).
     """
     return [pose.to_coco(skeleton, image_id) for image_id, poses in poses_by_image.items() for pose in poses]
-
-
-def write_json(path, obj) -> None:
-    """Write ``obj`` as JSON atomically (temporary file + rename)."""
-    atomic_write_text(path, json.dumps(obj))
-
-
-def load_coco(ann_file):
-    """A ``pycocotools.coco.COCO`` of an annotation file (quietly), or the object itself if already loaded."""
-    from pycocotools.coco import COCO
-
-    if not isinstance(ann_file, (str, bytes)) and hasattr(ann_file, "loadRes"):
-        return ann_file
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(ann_file))
 
 
 def run_coco_eval(ann_file, results, image_ids=None) -> dict:
@@ -109,52 +95,62 @@ class StageTimer:
         return out
 
 
-def evaluate_predictor(predictor, ann_file, image_dir, *, limit=None, out_dir=None, progress: bool = False) -> dict:
+def evaluate_predictor(predictor, ann_file, image_dir, *, boxes=None, limit=None, out_dir=None,
+                       progress: bool = False, extra=None) -> dict:
     """Predict every image of a COCO annotation file and score the poses with COCOeval.
 
     Args:
-        predictor: has ``predict(image_bgr) -> list[Pose]``, ``skeleton`` and ``last_timings``
-            (``{stage: ms}`` of the last call), like ``simplepose.inference.Predictor``.
-        ann_file: COCO person keypoints JSON.
+        predictor: has ``predict(image_bgr, boxes, box_scores) -> list[Pose]``, ``skeleton`` and
+            ``last_timings`` (``{stage: ms}`` of the last call), like ``simplepose.predictor.Predictor``.
+        ann_file: COCO person keypoints JSON (or a loaded ``pycocotools.coco.COCO``).
         image_dir: folder with the images named by the JSON's ``file_name``.
+        boxes: ``{image_id: (boxes (N, 4), scores (N,))}`` person boxes for predictors that need them
+            (top-down); images without boxes are not read and have no people. None: the predictor finds them.
         limit: only the first ``limit`` images (by id).
         out_dir: if given, ``results.json`` and ``metrics.json`` are written there atomically.
         progress: show a tqdm progress bar.
+        extra: more entries for the metrics (e.g. where the boxes came from).
 
     Returns:
         the COCO metrics plus ``"timing": {stage: {"median", "mean", ...}}`` in ms/image (stages of the
-        predictor plus ``total`` and ``read``) and ``"images"``.
+        predictor plus ``total`` and ``read``), ``"images"``, ``"results"`` (people reported) and, with
+        ``boxes``, ``"boxes"`` (boxes given on the evaluated images).
 
     Raises:
-        FileNotFoundError: an image is missing or unreadable.
+        DataError: an image is missing or unreadable.
     """
-    import cv2
-
     gt = load_coco(ann_file)
     ids = sorted(gt.getImgIds())[: limit if limit else None]
-    timer, poses_by_image = StageTimer(), {}
+    timer, poses_by_image, num_boxes = StageTimer(), {}, 0
     for image_id in progress_bar(ids, progress, "evaluate"):
+        image_boxes, box_scores = (None, None) if boxes is None else boxes.get(image_id, ((), ()))
+        if boxes is not None and not len(image_boxes):
+            poses_by_image[image_id] = []
+            continue
+        num_boxes += 0 if image_boxes is None else len(image_boxes)
         path = os.path.join(image_dir, gt.loadImgs([image_id])[0]["file_name"])
         start = time.perf_counter()
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"{path}: missing or not a readable image")
+        image = read_image(path)
         read = time.perf_counter()
-        poses_by_image[image_id] = predictor.predict(image)
+        poses_by_image[image_id] = predictor.predict(image, image_boxes, box_scores)
         timer.add(dict(predictor.last_timings, read=1000.0 * (read - start),
                        total=1000.0 * (time.perf_counter() - read)))
-    return finish_evaluation(gt, poses_by_image, predictor.skeleton, ids, timer, out_dir)
+    extra = dict(extra or {}, **({} if boxes is None else {"boxes": num_boxes}))
+    return finish_evaluation(gt, poses_by_image, predictor.skeleton, ids, timer, out_dir, extra)
 
 
-def finish_evaluation(gt, poses_by_image, skeleton, image_ids, timer, out_dir=None) -> dict:
-    """COCOeval of the poses, timing summary, and (with ``out_dir``) atomic ``results.json`` + ``metrics.json``."""
+def finish_evaluation(gt, poses_by_image, skeleton, image_ids, timer, out_dir=None, extra=None) -> dict:
+    """COCOeval of the poses, timing summary, and (with ``out_dir``) atomic ``results.json`` + ``metrics.json``.
+
+    ``extra`` entries are added to the metrics (before they are written).
+    """
     results = poses_to_results(poses_by_image, skeleton)
     metrics = run_coco_eval(gt, results, image_ids=image_ids)
-    metrics.update(timing=timer.summary(), images=len(image_ids))
+    metrics.update(timing=timer.summary(), images=len(image_ids), results=len(results), **(extra or {}))
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
-        write_json(os.path.join(out_dir, "results.json"), results)
-        write_json(os.path.join(out_dir, "metrics.json"), metrics)
+        atomic.write_json(os.path.join(out_dir, "results.json"), results)
+        atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics, indent=1)
     return metrics
 
 

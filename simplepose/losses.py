@@ -1,4 +1,4 @@
-"""Focal L2 loss over all stages and both branches of the bottom-up network (spec 5.1), masked."""
+"""Losses: focal L2 over the bottom-up stages (spec 5.1), masked; the top-down visibility-weighted MSE."""
 from __future__ import annotations
 
 import keras
@@ -74,3 +74,36 @@ def build_loss(loss_cfg) -> FocalL2Loss:
     return FocalL2Loss(gamma=loss_cfg.gamma if loss_cfg.kind == "focal_l2" else 0.0,
                        positive_threshold=loss_cfg.positive_threshold,
                        stage_weights=loss_cfg.stage_weights, limb_weight=loss_cfg.limb_weight)
+
+
+@keras.saving.register_keras_serializable(package="simplepose")
+class VisibilityWeightedMSE(keras.losses.Loss):
+    """Squared heatmap error weighted per keypoint by its visibility weight (spec 3, 0..1 target scale).
+
+    ``call`` returns the element-wise squared error; pass the per-keypoint weights as ``sample_weight``
+    (shape ``(B, 1, 1, K)``, broadcast by Keras). With the default ``sum_over_batch_size`` reduction the
+    result is ``sum(w * (pred - target)**2) / (B * h * w * K)``, masked elements included in the count,
+    as the published loss.
+
+    Shapes: ``y_true``, ``y_pred`` ``(B, h, w, K)``; ``sample_weight`` ``(B, 1, 1, K)`` -> scalar.
+    """
+
+    def __init__(self, name="visibility_weighted_mse", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        return ops.square(y_pred - y_true)
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
+
+
+def topdown_loss(targets: dict, outputs: dict, loss=None):
+    """The top-down training loss from the data and model dicts (for a ``compute_loss`` override).
+
+    Shapes: ``targets = {"heatmaps": (B, h, w, K), "weights": (B, 1, 1, K)}``, ``outputs =
+    {"heatmaps": (B, h, w, K)}`` -> scalar.
+    """
+    loss = loss or VisibilityWeightedMSE()
+    return loss(targets["heatmaps"], outputs["heatmaps"], sample_weight=targets["weights"])

@@ -1,4 +1,4 @@
-"""Adam/SGD with per-variable learning-rate multipliers (spec 5.3) and the seed's LR schedule (spec 5.2)."""
+"""Optimisers: bottom-up Adam/SGD with per-variable LR multipliers (spec 5.3) and schedule (5.2); top-down Adam."""
 from __future__ import annotations
 
 import re
@@ -100,3 +100,27 @@ def build_optimizer(train_cfg, steps_per_epoch: int):
     if train_cfg.optimizer == "sgd":
         return MultiplierSGD(multipliers, learning_rate=schedule, momentum=train_cfg.momentum)
     return MultiplierAdam(multipliers, learning_rate=schedule, epsilon=1e-7)
+
+
+def topdown_lr_schedule(learning_rate: float, steps_per_epoch: int, decay_epochs=(90, 120), factor: float = 0.1):
+    """Step decay: ``learning_rate`` multiplied by ``factor`` at each epoch in ``decay_epochs`` (spec 3).
+
+    Returns a serialisable ``keras.optimizers.schedules.PiecewiseConstantDecay`` over optimizer steps
+    (the constant rate itself when ``decay_epochs`` is empty).
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch={steps_per_epoch}: must be >= 1")
+    epochs = sorted(int(e) for e in decay_epochs)
+    # PiecewiseConstantDecay keeps the old value *at* a boundary step; epoch e starts at step e * spe.
+    boundaries = [e * int(steps_per_epoch) - 1 for e in epochs]
+    values = [float(learning_rate) * factor ** i for i in range(len(epochs) + 1)]
+    if not boundaries:
+        return float(learning_rate)
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def build_topdown_optimizer(learning_rate: float, steps_per_epoch: int, decay_epochs=(90, 120),
+                            factor: float = 0.1) -> keras.optimizers.Adam:
+    """Adam (TF1's epsilon 1e-8) on the top-down step schedule (:func:`topdown_lr_schedule`)."""
+    schedule = topdown_lr_schedule(learning_rate, steps_per_epoch, decay_epochs, factor)
+    return keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8)

@@ -30,18 +30,26 @@ def pixel_to_cell(pixel, stride: int):
 
 @dataclasses.dataclass
 class Pose:
-    """One person.
+    """One person, and the one place that turns a person into output records.
 
     Attributes:
-        keypoints: ``(K, 3)`` float32 ``[x, y, score]`` in original image pixels; score 0 = absent.
+        keypoints: ``(K, 3)`` float32 ``[x, y, score]`` in original image pixels. A keypoint is *present*
+            when its score is > 0 (absent ones are all zero); the methods make sure every keypoint they
+            localise has a positive score.
         score: the person's score (used to rank detections).
     """
 
     keypoints: np.ndarray
     score: float
 
+    @property
+    def present(self) -> np.ndarray:
+        """``(K,)`` bool: which keypoints were found."""
+        return np.asarray(self.keypoints)[:, 2] > 0
+
     def to_coco(self, skeleton, image_id: int) -> dict:
-        """A COCO keypoint result record (17 COCO keypoints, v = 1 for present ones)."""
+        """A COCO keypoint result record: the 17 COCO keypoints, present ones at their place with v = 1,
+        absent ones (and synthesised keypoints such as the neck, which COCO lacks) left out as ``0, 0, 0``."""
         coco = skeleton.to_coco(self.keypoints)
         present = coco[:, 2] > 0
         flat = np.zeros((len(coco), 3), dtype=np.float64)
@@ -50,3 +58,10 @@ class Pose:
         return {"image_id": int(image_id), "category_id": 1,
                 "keypoints": [round(float(v), 2) for v in flat.reshape(-1)],
                 "score": float(self.score)}
+
+    def to_dict(self, skeleton) -> dict:
+        """A plain JSON object: ``{"score", "keypoints": {name: [x, y, score]}}``, present keypoints only."""
+        return {"score": round(float(self.score), 4),
+                "keypoints": {name: [round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                              for name, (x, y, s), found in zip(skeleton.keypoints, self.keypoints, self.present)
+                              if found}}

@@ -11,17 +11,15 @@ import os
 
 import keras
 
-from simplepose.config import Config, atomic_write_bytes
+from simplepose.atomic import write_bytes
+from simplepose.config import Config
+from simplepose.errors import TrainingError
 
 LOG = logging.getLogger(__name__)
 
 CONFIG_FILE, BACKUP_DIR, CSV_FILE = "config.yaml", "backup", "log.csv"
 #: Config keys that may change between a run and its resumption (continue for more epochs).
 RESUMABLE_CHANGES = {("train", "epochs")}
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or continue (bad data, run dir, batch split, divergence); one-line message."""
 
 
 def prepare_run_dir(run_dir, cfg: Config, write: bool = True) -> int:
@@ -147,7 +145,7 @@ def plot_losses(csv_path, png_path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    atomic_write_bytes(png_path, buf.getvalue())
+    write_bytes(png_path, buf.getvalue())
 
 
 def _number(text):

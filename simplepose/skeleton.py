@@ -205,6 +205,22 @@ class Skeleton:
                 out[..., c, :] = kp[..., i, :]
         return out
 
+    # === Serialisation (stored in full in every model's head contract) ===
+    def to_dict(self) -> dict:
+        """A JSON-friendly description from which :meth:`from_dict` rebuilds an equal skeleton."""
+        return {"name": self.name, "keypoints": list(self.keypoints), "limbs": [list(limb) for limb in self.limbs],
+                "midpoints": [[name, list(ends)] for name, ends in self.midpoints]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Skeleton":
+        """The skeleton described by :meth:`to_dict`'s output; a malformed description is a ``ValueError``."""
+        try:
+            return cls(name=str(data["name"]), keypoints=tuple(str(k) for k in data["keypoints"]),
+                       limbs=tuple((int(a), int(b)) for a, b in data["limbs"]),
+                       midpoints=tuple((str(n), (str(a), str(b))) for n, (a, b) in data.get("midpoints", ())))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a skeleton description ({type(e).__name__}: {e})") from None
+
     @functools.cached_property
     def drawing_limbs(self) -> tuple[tuple[int, int], ...]:
         """Limbs to draw: the anatomical ones (bones and the face), not the redundant links.
@@ -228,6 +244,21 @@ SKELETONS = {
     "coco18_limbs40": _seed_skeleton("coco18_limbs40", _SEED_LIMBS_40),
     "coco17": Skeleton(name="coco17", keypoints=COCO_KEYPOINTS, limbs=COCO_SKELETON),
 }
+
+
+def register_skeleton(skeleton: Skeleton) -> Skeleton:
+    """Add a custom skeleton to :data:`SKELETONS` (then configs can name it); returns the registered object.
+
+    Registering a skeleton equal to the one already under its name returns that one; a different skeleton
+    under a taken name is a ``ValueError`` (a name must mean one channel layout).
+    """
+    known = SKELETONS.get(skeleton.name)
+    if known is None:
+        SKELETONS[skeleton.name] = skeleton
+        return skeleton
+    if known != skeleton:
+        raise ValueError(f"skeleton {skeleton.name!r} is already registered with other keypoints or limbs")
+    return known
 
 
 def get_skeleton(name: str) -> Skeleton:

@@ -1,4 +1,4 @@
-"""Training: strategy, compile, data sources and ``fit`` (the run directory is ``simplepose.run_dir``)."""
+"""Training for every method: strategy, compile, data sources and ``fit`` (the run directory: ``run_dir``)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,10 +8,11 @@ import os
 import keras
 
 from simplepose.config import Config
-from simplepose.losses import build_loss
-from simplepose.models.registry import build_model
-from simplepose.optimizers import build_optimizer
-from simplepose.run_dir import CSV_FILE, TrainingError, make_callbacks, plot_losses, prepare_run_dir, trim_csv
+from simplepose.errors import TrainingError
+from simplepose.methods import OpenedData, method_for_config
+from simplepose.run_dir import CSV_FILE, make_callbacks, plot_losses, prepare_run_dir, trim_csv
+
+__all__ = ["TrainingError", "build_and_compile", "fit", "make_strategy", "open_source", "resolve_steps"]
 
 LOG = logging.getLogger(__name__)
 
@@ -63,16 +64,11 @@ def is_chief(strategy) -> bool:
 
 # === Model ===
 def build_and_compile(cfg: Config, steps_per_epoch: int, strategy=None) -> keras.Model:
-    """Build the model of ``cfg`` and compile it: bottom-up with the focal L2 loss and the multiplier optimiser,
-    top-down with its visibility-weighted MSE (weights as Keras sample weights) and its Adam schedule."""
+    """Build the model of ``cfg`` and compile it with its method's loss and optimiser (under ``strategy``)."""
+    method = method_for_config(cfg)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_model(cfg)
-        if cfg.model.architecture == "topdown":
-            from simplepose.models.topdown_net import VisibilityWeightedMSE, build_topdown_optimizer
-
-            optimizer, loss = build_topdown_optimizer(cfg, steps_per_epoch), {"heatmaps": VisibilityWeightedMSE()}
-        else:
-            optimizer, loss = build_optimizer(cfg.train, steps_per_epoch), build_loss(cfg.loss)
+        model = method.build_model(cfg)
+        loss, optimizer = method.loss_and_optimizer(cfg, steps_per_epoch)
         model.compile(optimizer=optimizer, loss=loss, run_eagerly=cfg.train.run_eagerly)
         model.optimizer.build(model.trainable_variables)
     if strategy is not None and strategy.extended._in_multi_worker_mode():
@@ -91,111 +87,45 @@ def _vector_logs(step):
 
 
 # === Data ===
-def data_size(path) -> int:
-    """Samples in an HDF5 training file; missing, foreign, old-schema or truncated files raise TrainingError."""
-    from simplepose.data.hdf5 import HDF5Reader
-
-    try:
-        return len(HDF5Reader(path))
-    except (OSError, ValueError) as e:
-        raise TrainingError(str(e).splitlines()[0]) from None
-
-
 def open_source(cfg: Config, source, images=None, *, training: bool):
-    """A data file as :func:`make_dataset` reads it, checked now (before any epoch starts).
+    """A data file as its method reads it, checked now (before any epoch starts); ready datasets pass through.
 
-    Bottom-up configs read an HDF5 file (returned as is); top-down configs (``model.architecture=topdown``)
-    read a COCO keypoint JSON plus its image folder ``images`` (returned as ``TopDownSamples``). Anything
-    that is not a path (a ready dataset, ``TopDownSamples``) passes through.
+    Bottom-up configs read an HDF5 file; top-down configs a COCO keypoint JSON plus its image folder
+    ``images``. Anything that is not a path (a ready dataset, an opened source) passes through.
 
     Raises:
-        TrainingError: missing or unreadable file, the wrong kind of file for the architecture, a missing or
+        TrainingError: missing or unreadable file, the wrong kind of file for the method, a missing or
             superfluous image folder.
     """
     if not isinstance(source, (str, os.PathLike)):
         return source
-    path = os.fspath(source)
-    if cfg.model.architecture != "topdown":
-        if images is not None:
-            raise TrainingError(f"{images}: an image folder is only read by top-down configs; bottom-up "
-                                "training reads everything from its HDF5 file")
-        if path.lower().endswith(".json"):
-            raise TrainingError(f"{path}: bottom-up training reads an HDF5 file (training/coco_masks_hdf5.py); "
-                                "COCO JSON files are read by top-down configs (model.architecture=topdown)")
-        data_size(path)
-        return path
-    return _topdown_samples(cfg, path, images, training=training)
-
-
-def _topdown_samples(cfg: Config, path: str, images, *, training: bool):
-    from simplepose.data.topdown import samples_from_config
-
-    if path.lower().endswith((".h5", ".hdf5")):
-        raise TrainingError(f"{path}: top-down training reads a COCO keypoint JSON and its image folder, "
-                            "not an HDF5 file")
-    if not os.path.isfile(path):
-        raise TrainingError(f"{path}: annotation file not found")
-    if images is None or not os.path.isdir(images):
-        raise TrainingError(f"{path}: top-down training needs the image folder of this annotation file"
-                            + (f" ({images} is not a folder)" if images is not None else ""))
-    try:
-        samples = samples_from_config(cfg, path, images, training=training)
-    except (AssertionError, ValueError, KeyError, TypeError) as e:  # pycocotools' assorted errors on foreign JSON
-        raise TrainingError(f"{path}: not a COCO keypoint file ({type(e).__name__}: {e})") from None
-    if len(samples) < (cfg.train.batch_size if training else 1):
-        raise TrainingError(f"{path}: {len(samples)} usable person instance(s), fewer than "
-                            + (f"one batch of {cfg.train.batch_size}" if training else "one"))
-    return samples
-
-
-def make_dataset(source, cfg: Config, *, train: bool, global_batch: int, seed: int):
-    """An opened ``source`` (:func:`open_source`) as batches for ``model.fit``; datasets pass through.
-
-    HDF5 paths go through ``simplepose.data.pipeline``; ``TopDownSamples`` through
-    ``simplepose.data.topdown`` as ``(crops, {"heatmaps"}, {"heatmaps": weights})`` (training: repeated,
-    every pass reshuffled, re-augmented and without its last partial batch). ``tf.data`` on TensorFlow,
-    ``keras.utils.PyDataset`` on other backends.
-    """
-    from simplepose.data.topdown import TopDownSamples
-
-    tensorflow = keras.backend.backend() == "tensorflow"
-    if isinstance(source, TopDownSamples):
-        from simplepose.data.topdown import build_topdown_dataset, topdown_py_dataset
-
-        if not tensorflow:
-            return topdown_py_dataset(source, global_batch, training=train, seed=seed, sample_weight=True)
-        ds = build_topdown_dataset(source, global_batch, training=train, seed=seed, sample_weight=True)
-        return ds.repeat() if train else ds
-    if not isinstance(source, (str, os.PathLike)):
-        return source
-    if tensorflow:
-        from simplepose.data.pipeline import build_dataset
-
-        return build_dataset(source, cfg, train=train, global_batch_size=global_batch, seed=seed)
-    from simplepose.data.pipeline import PoseDataset
-
-    return PoseDataset(source, cfg, train=train, batch_size=global_batch, seed=seed)
+    return method_for_config(cfg).open_data(cfg, source, images, training=training)
 
 
 def make_datasets(cfg: Config, train, val=None, *, seed: int):
     """Training and validation batches (``val_ds`` None without ``val``) from opened sources."""
-    batch = cfg.train.batch_size
-    train_ds = make_dataset(train, cfg, train=True, global_batch=batch, seed=seed)
-    val_ds = None if val is None else make_dataset(val, cfg, train=False, global_batch=batch, seed=cfg.train.seed)
-    return train_ds, val_ds
+    method, batch = method_for_config(cfg), cfg.train.batch_size
+
+    def make(source, training, stream_seed):
+        if _is_dataset(source):
+            return source
+        return method.make_dataset(source, cfg, train=training, global_batch=batch, seed=stream_seed)
+
+    return make(train, True, seed), None if val is None else make(val, False, cfg.train.seed)
+
+
+def _is_dataset(source) -> bool:
+    """A ready dataset (tf.data, PyDataset, iterable of batches) rather than a data file a method opened."""
+    return not isinstance(source, OpenedData)
 
 
 def resolve_steps(cfg: Config, train_source) -> int:
     """``train.steps_per_epoch``, or one pass over the opened training source when it is 0."""
-    from simplepose.data.topdown import TopDownSamples
-
     if cfg.train.steps_per_epoch:
         return cfg.train.steps_per_epoch
-    if isinstance(train_source, TopDownSamples):
-        return max(1, len(train_source) // cfg.train.batch_size)
-    if not isinstance(train_source, (str, os.PathLike)):
+    if _is_dataset(train_source):
         raise TrainingError("train.steps_per_epoch=0 needs a training file (HDF5 or COCO JSON) to count its samples")
-    return max(1, data_size(train_source) // cfg.train.batch_size)
+    return max(1, train_source.num_samples // cfg.train.batch_size)
 
 
 # === Fit ===
@@ -207,7 +137,7 @@ def fit(cfg: Config, run_dir, train, val=None, *, train_images=None, val_images=
         cfg: resolved config (``train`` section: batch, epochs, steps, strategy, precision, optimiser).
         run_dir: run directory; a previous interrupted run with the same config there is continued.
         train, val: data files (see :func:`open_source`): HDF5 for bottom-up configs, COCO keypoint JSON for
-            top-down ones; or ``TopDownSamples``; or ready datasets of the model's ``(x, y[, sample_weight])``
+            top-down ones; or opened sources; or ready datasets of the model's ``(x, y[, sample_weight])``
             global batches.
         train_images, val_images: image folders of the top-down JSON files.
         callbacks: extra Keras callbacks.

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import colorsys
+import os
 
 import cv2
 import numpy as np
+
+from simplepose import atomic
+from simplepose.errors import DataError
 
 
 def limb_colours(num_limbs: int) -> list[tuple[int, int, int]]:
@@ -47,20 +51,11 @@ def draw_poses(image, poses, skeleton, *, min_score: float = 0.0, thickness: int
 
 def write_image(path, image) -> None:
     """Encode ``image`` by the file extension of ``path`` and write it atomically (temporary file + rename)."""
-    import os
-
-    from simplepose.config import atomic_write_bytes
-
     path = os.fspath(path)
-    ok, data = cv2.imencode(os.path.splitext(path)[1] or ".png", image)
+    try:
+        ok, data = cv2.imencode(os.path.splitext(path)[1] or ".png", image)
+    except cv2.error:
+        ok = False
     if not ok:
-        raise ValueError(f"{path}: OpenCV cannot encode this image format")
-    atomic_write_bytes(path, data.tobytes())
-
-
-def poses_to_json(poses, skeleton) -> list[dict]:
-    """Poses as plain JSON objects: ``{"score", "keypoints": {name: [x, y, score]}}`` (present keypoints only)."""
-    return [{"score": round(float(p.score), 4),
-             "keypoints": {name: [round(float(x), 2), round(float(y), 2), round(float(s), 4)]
-                           for name, (x, y, s) in zip(skeleton.keypoints, p.keypoints) if s > 0}}
-            for p in poses]
+        raise DataError(f"{path}: OpenCV cannot encode an image with this file extension")
+    atomic.write_bytes(path, data.tobytes())

@@ -43,18 +43,13 @@ def test_version(capsys):
     assert "simplepose" in capsys.readouterr().out
 
 
-def test_config_saved_beside_weights_is_used(tmp_path):
-    from simplepose.config import load_config
-
-    load_config(None, ["data.input_size=184", "model.num_stages=2", "loss.stage_weights=[1, 1]"]).to_yaml(
-        tmp_path / "config.yaml")
+def test_tta_flags_default_to_the_models_settings():
     parser = cli.make_parser("doc")
-    cli.add_config_args(parser)
-    args = parser.parse_args(["--set", "inference.flip=true"])
-    cfg = cli.config_from_args(args, weights=str(tmp_path / "model.keras"), extra_overrides=cli.tta_overrides([0.5, 1]))
-    assert (cfg.data.input_size, cfg.model.num_stages, cfg.inference.flip) == (184, 2, True)
-    assert cfg.inference.scales == (0.5, 1.0)
-    assert cli.config_from_args(args, weights=str(tmp_path / "elsewhere" / "m.keras")).data.input_size == 368
+    cli.add_tta_args(parser)
+    assert (parser.parse_args([]).scales, parser.parse_args([]).flip) == (None, None)
+    args = parser.parse_args(["--scales", "0.5", "1", "--no-flip"])
+    assert (args.scales, args.flip) == ([0.5, 1.0], False)
+    assert parser.parse_args(["--flip"]).flip is True
 
 
 def test_topdown_oracle_through_the_evaluation_cli(synthetic_coco, tmp_path, capsys):
@@ -63,7 +58,7 @@ def test_topdown_oracle_through_the_evaluation_cli(synthetic_coco, tmp_path, cap
 
     main = runpy.run_path(str(cli.__file__).replace("simplepose/cli.py", "testing/evaluation.py"))["main"]
     rc = main(["--oracle", "--annotations", str(synthetic_coco.ann_file), "--out", str(tmp_path),
-               "--set", "model.architecture=topdown", "data.skeleton=coco17"])
+               "--set", "model.architecture=topdown", "data.skeleton=coco17", "data.stride=4"])
     assert rc == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["AP"] > 0.9  # ground-truth boxes and maps: only keypoints outside the enlarged box are lost

@@ -4,7 +4,7 @@ import pathlib
 import pytest
 import yaml
 
-from simplepose.config import Config, ConfigError, atomic_write_text, load_config
+from simplepose.config import Config, ConfigError, load_config
 
 CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -34,7 +34,13 @@ def test_yaml_round_trip(tmp_path):
     (["train.batch_size"], "expected section.key=value"),
     (["train.batch_size=abc"], "expected int"),
     (["train.batch_size=2.5"], "expected int"),
-    (["data.stride=5"], "expected 4 or 8"),
+    (["data.stride=4"], "model.architecture=model3 outputs maps at stride 8"),
+    (["model.architecture=openpose", "data.stride=4"], "openpose outputs maps at stride 8"),
+    (["model.architecture=topdown"], "data.stride=8: a top-down model with topdown.num_deconv=3 outputs heatmaps "
+                                     "at stride 4"),
+    (["model.architecture=topdown", "data.stride=4", "topdown.input_shape=[250, 192]"], "multiples of 32"),
+    (["model.architecture=topdown", "data.stride=4", "topdown.num_deconv=7"], "expected 1..5"),
+    (["model.architecture=nope"], "expected one of model3, openpose, topdown"),
     (["data.input_size=100"], "multiple of data.stride"),
     (["loss.stage_weights=[1, 1]"], "model.num_stages=3"),
     (["train.optimizer=rmsprop"], "expected one of adam, sgd"),
@@ -63,18 +69,3 @@ def test_bad_files(tmp_path):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     assert isinstance(load_config(path), Config)
-
-
-def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    target = tmp_path / "out.txt"
-    atomic_write_text(target, "one")
-    import os
-
-    def boom(*args):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        atomic_write_text(target, "two")
-    assert target.read_text() == "one"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

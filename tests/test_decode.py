@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from simplepose.config import InferenceConfig
-from simplepose.data.targets import render_targets
+from simplepose.bottomup.targets import render_targets
 from simplepose.decode import completion, decode, kernels
 from simplepose.decode.grouping import GroupingParams, assemble
 from simplepose.decode.peaks import find_all_peaks

@@ -25,8 +25,23 @@ def load_demo():
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    """A tiny functional model with the bottom-up output structure, saved as .keras."""
+    """A tiny bottom-up model built from a config, carrying its head contract, saved as .keras."""
+    from simplepose.config import load_config
+    from simplepose.methods import build_model
+
+    cfg = load_config(REPO / "configs" / "bottomup_tiny.yaml", [
+        f"data.skeleton={SKELETON}", "model.num_stages=1", "loss.stage_weights=[1]", "inference.peak_threshold=0.05"])
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    build_model(cfg).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def legacy_model_file(tmp_path_factory):
+    """A functional model with the bottom-up output structure and no head contract, its config.yaml beside it."""
     import keras
+
+    from simplepose.config import load_config
 
     skeleton = get_skeleton(SKELETON)
     keras.utils.set_random_seed(0)
@@ -34,9 +49,10 @@ def model_file(tmp_path_factory):
     y = keras.layers.AveragePooling2D(8)(keras.layers.Rescaling(1 / 255.0)(x))
     heat = keras.layers.Conv2D(skeleton.num_keypoint_channels, 3, padding="same", activation="sigmoid")(y)
     limbs = keras.layers.Conv2D(skeleton.num_limbs, 3, padding="same", activation="sigmoid")(y)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    keras.Model(x, {"stage_1": {"keypoints": heat, "limbs": limbs}}).save(path)
-    return path
+    folder = tmp_path_factory.mktemp("legacy")
+    keras.Model(x, {"stage_1": {"keypoints": heat, "limbs": limbs}}).save(folder / "model.keras")
+    load_config(None, [f"data.skeleton={SKELETON}"]).to_yaml(folder / "config.yaml")
+    return folder / "model.keras"
 
 
 def exif_rotated_jpeg(path, h, w):
@@ -67,7 +83,7 @@ def test_demo_reads_every_kind_of_image(model_file, tmp_path, capsys):
     for name, (h, w) in make_images(tmp_path).items():
         out, js = tmp_path / f"{name}.out.png", tmp_path / f"{name}.json"
         code = demo.main(["--weights", str(model_file), "--image", str(tmp_path / name), "--out", str(out),
-                          "--json", str(js), "--set", f"data.skeleton={SKELETON}", "--log-level", "WARNING"])
+                          "--json", str(js), "--log-level", "WARNING"])
         assert code == 0, capsys.readouterr().err
         drawn = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
         assert drawn.shape == (h, w, 3), name
@@ -78,7 +94,7 @@ def test_demo_reads_every_kind_of_image(model_file, tmp_path, capsys):
             assert all(-1 <= x <= w and -1 <= y <= h for x, y, _ in pose["keypoints"].values())
 
 
-def test_demo_bad_inputs_are_one_line(model_file, tmp_path, capsys):
+def test_demo_bad_inputs_are_one_line(model_file, legacy_model_file, tmp_path, capsys):
     demo = load_demo()
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
@@ -87,7 +103,12 @@ def test_demo_bad_inputs_are_one_line(model_file, tmp_path, capsys):
     good = tmp_path / "ok.png"
     cv2.imwrite(str(good), np.zeros((20, 20, 3), np.uint8))
     cases.append((["--image", str(good), "--weights", str(tmp_path / "none.keras")], "model file not found"))
-    cases.append((["--image", str(good), "--set", "data.skeleton=coco18_limbs24"], "40 limb channels but skeleton"))
+    cases.append((["--image", str(good), "--set", "data.skeleton=coco18_limbs24"],
+                  "data.skeleton='coco18_limbs24', but the model was trained with 'coco18_limbs40'"))
+    cases.append((["--image", str(good), "--box", "1", "2", "3", "4"], "--box) are for top-down models"))
+    cases.append((["--image", str(good), "--json", str(tmp_path / "nowhere" / "x.json")], "does not exist"))
+    cases.append((["--image", str(good), "--weights", str(legacy_model_file), "--set", "data.skeleton=coco18_limbs24"],
+                  "40 limb channels but skeleton"))
     for extra, message in cases:
         argv = ["--weights", str(model_file), *extra, "--out", str(tmp_path / "x.png")]
         capsys.readouterr()

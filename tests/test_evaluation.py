@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from simplepose import evaluation
+from simplepose import atomic, evaluation
+from simplepose.errors import DataError
 from simplepose.pose import Pose
 from simplepose.skeleton import UPRIGHT_POSE, get_skeleton
 
@@ -80,7 +81,7 @@ def test_results_json_loads_in_pycocotools(gt_file, tmp_path):
 
     path, people = gt_file
     out = tmp_path / "results.json"
-    evaluation.write_json(out, evaluation.poses_to_results(as_poses(people), SKELETON))
+    atomic.write_json(out, evaluation.poses_to_results(as_poses(people), SKELETON))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gt.json", "results.json"]  # no temporary left
     dt = COCO(str(path)).loadRes(str(out))
     assert len(dt.getAnnIds()) == 3
@@ -105,7 +106,8 @@ class GroundTruthPredictor:
         self.people, self.sizes, self.skeleton = people, sizes, SKELETON
         self.last_timings = {}
 
-    def predict(self, image):
+    def predict(self, image, boxes=None, box_scores=None):
+        self.boxes = boxes
         image_id = self.sizes[image.shape[:2]]
         self.last_timings = {"network": 5.0, "decode": 1.0}
         return as_poses({image_id: self.people[image_id]})[image_id]
@@ -122,6 +124,29 @@ def test_evaluate_predictor_end_to_end(gt_file, tmp_path):
     assert metrics["AP"] == pytest.approx(1.0)
     assert metrics["timing"]["network"]["median"] == 5.0 and {"read", "total"} <= set(metrics["timing"])
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["AP"] == pytest.approx(1.0)
+    assert metrics["images"] == 2 and metrics["results"] == 3 and "boxes" not in metrics
     (image_dir / "000002.png").unlink()
-    with pytest.raises(FileNotFoundError, match="000002.png"):
+    with pytest.raises(DataError, match="000002.png: image not found"):
         evaluation.evaluate_predictor(predictor, path, image_dir)
+    # With person boxes, images without any are not read (000002.png is gone) and have no people.
+    boxes = {1: (np.array([[0, 0, 100, 200]], np.float32), np.array([0.9]))}
+    metrics = evaluation.evaluate_predictor(predictor, path, image_dir, boxes=boxes)
+    assert metrics["boxes"] == 1 and metrics["results"] == 2 and metrics["images"] == 2
+    np.testing.assert_array_equal(predictor.boxes, boxes[1][0])
+    assert 0.0 < metrics["AP"] < 1.0  # image 2's person is missed
+
+
+def test_one_record_writer_reports_present_keypoints_only():
+    """COCO records and the demo's JSON follow one rule: a keypoint is reported iff its score is > 0."""
+    kp = SKELETON.from_coco(person(150, 60, 10)[None])[0]
+    kp[:, 2] = 0.7
+    kp[SKELETON.keypoints.index("left_wrist")] = 0.0
+    kp[SKELETON.keypoints.index("nose"), 2] = 1e-6  # tiny but present
+    pose = Pose(kp, 0.5)
+    record = pose.to_coco(SKELETON, 3)
+    coco = np.asarray(record["keypoints"]).reshape(17, 3)
+    wrist = 9  # COCO left_wrist
+    assert coco[wrist].tolist() == [0, 0, 0] and (coco[np.arange(17) != wrist, 2] == 1).all()
+    assert record["image_id"] == 3 and record["score"] == 0.5
+    named = pose.to_dict(SKELETON)["keypoints"]
+    assert "left_wrist" not in named and "nose" in named and "neck" in named and len(named) == 17

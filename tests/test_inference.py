@@ -1,10 +1,11 @@
-"""Predictor: exact scale back-projection, flip-TTA symmetry, padding buckets, image conversion."""
+"""Bottom-up predictor: exact scale back-projection, flip-TTA symmetry, padding buckets, image conversion."""
 import numpy as np
 import pytest
 
 from simplepose.config import InferenceConfig
-from simplepose.data.targets import render_targets
-from simplepose.inference import Predictor, as_bgr_uint8, scaled_input_size, to_original
+from simplepose.bottomup.targets import render_targets
+from simplepose.bottomup.predictor import BottomUpPredictor, scaled_input_size, to_original
+from simplepose.predictor import as_bgr_uint8
 from simplepose.pose import Pose
 from simplepose.skeleton import UPRIGHT_POSE, get_skeleton
 
@@ -59,7 +60,7 @@ def test_single_scale_back_projection_is_exact(scale, flip):
     h, w = 400, 517
     people = people_coco()
     model = RenderModel(people, h, w)
-    predictor = Predictor(model, SKELETON, stride=8, params=InferenceConfig(scales=(scale,), flip=flip))
+    predictor = BottomUpPredictor(model, SKELETON, stride=8, params=InferenceConfig(scales=(scale,), flip=flip))
     poses = predictor.predict(np.zeros((h, w, 3), np.uint8))
     assert len(poses) == 2
     for gt in people:
@@ -74,7 +75,7 @@ def test_multi_scale_flip_average_stays_on_the_people():
     h, w = 400, 517
     people = people_coco()
     params = InferenceConfig(scales=(0.5, 1.0, 1.5), flip=True)
-    predictor = Predictor(RenderModel(people, h, w), SKELETON, params=params)
+    predictor = BottomUpPredictor(RenderModel(people, h, w), SKELETON, params=params)
     poses = predictor.predict(np.zeros((h, w, 3), np.uint8))
     assert len(poses) == 2
     for gt in people:
@@ -86,7 +87,7 @@ def test_decode_upsample_matches_stride_decoding():
     h, w = 368, 480
     people = people_coco()
     params = InferenceConfig(decode_upsample=True)
-    poses = Predictor(RenderModel(people, h, w), SKELETON, params=params).predict(np.zeros((h, w, 3), np.uint8))
+    poses = BottomUpPredictor(RenderModel(people, h, w), SKELETON, params=params).predict(np.zeros((h, w, 3), np.uint8))
     assert len(poses) == 2
     for gt in people:
         pose = min(poses, key=lambda p: np.abs(SKELETON.to_coco(p.keypoints)[0, :2] - gt[0, :2]).sum())
@@ -128,7 +129,7 @@ def smooth_image(h, w, seed):
 def test_flip_tta_of_mirrored_input_equals_mirrored_prediction():
     model = fake_keras_model(SKELETON)
     params = InferenceConfig(flip=True, peak_threshold=0.5, limb_threshold=0.5)
-    predictor = Predictor(model, SKELETON, params=params)
+    predictor = BottomUpPredictor(model, SKELETON, params=params)
     image = smooth_image(368, 480, 1)  # height = box size: no resize, so the mirror is exact
     direct = predictor.predict(image)
     mirrored = mirror(predictor.predict(np.ascontiguousarray(image[:, ::-1])), 480)
@@ -141,8 +142,8 @@ def test_flip_tta_of_mirrored_input_equals_mirrored_prediction():
 
 
 def test_without_flip_the_prediction_is_not_symmetric():
-    predictor = Predictor(fake_keras_model(SKELETON), SKELETON, params=InferenceConfig(peak_threshold=0.5,
-                                                                                       limb_threshold=0.5))
+    params = InferenceConfig(peak_threshold=0.5, limb_threshold=0.5)
+    predictor = BottomUpPredictor(fake_keras_model(SKELETON), SKELETON, params=params)
     image = smooth_image(368, 480, 1)
     heat, _, _ = predictor.predict_maps(image)
     heat_m, _, _ = predictor.predict_maps(np.ascontiguousarray(image[:, ::-1]))
@@ -150,7 +151,7 @@ def test_without_flip_the_prediction_is_not_symmetric():
 
 
 def test_padding_buckets_avoid_retracing():
-    predictor = Predictor(fake_keras_model(SKELETON), SKELETON)
+    predictor = BottomUpPredictor(fake_keras_model(SKELETON), SKELETON)
     for w in (300, 310, 330):  # input widths 304, 312, 328 pad to the 64-multiples 320, 320, 384
         predictor.predict(smooth_image(368, w, 2))
     assert predictor._call.experimental_get_tracing_count() == 2

@@ -7,8 +7,8 @@ from simplepose.config import load_config
 from simplepose.data.prepare import prepare_coco_hdf5
 from simplepose.data.synthetic import make_synthetic_coco
 from simplepose.evaluation import evaluate_predictor
-from simplepose.inference import Predictor
-from simplepose.models.registry import build_model
+from simplepose.methods import build_model
+from simplepose.predictor import Predictor
 from simplepose.train import fit
 
 QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "quickstart.yaml")
@@ -56,7 +56,7 @@ def _ap(predictor, data) -> float:
 
 
 def _untrained_ap(cfg, data) -> float:
-    return _ap(Predictor(build_model(cfg), cfg.skeleton, stride=cfg.data.stride, params=cfg.inference), data)
+    return _ap(Predictor.from_model(build_model(cfg)), data)
 
 
 def test_small_model_overfits_a_few_synthetic_images(few_people, tmp_path):

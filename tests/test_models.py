@@ -3,14 +3,13 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import keras
 import numpy as np
 import pytest
 
 from simplepose.config import load_config
-from simplepose.models import registry
+from simplepose.methods import build_model
 from simplepose.models.simple_pose_net import SimplePoseNet
 from simplepose.models.vgg_backbone import (CAFFE_BGR_MEAN, VGG19_LAYER_NAMES, BackboneWeightsError,
                                             CaffePreprocess, load_backbone_weights)
@@ -22,12 +21,12 @@ TINY = os.path.join(REPO, "configs", "bottomup_tiny.yaml")
 @pytest.fixture(scope="module")
 def full_model():
     published = os.path.join(REPO, "configs", "published_model3_vgg19_368.yaml")
-    return registry.build_model(load_config(published, ["model.backbone_weights=none"]))
+    return build_model(load_config(published, ["model.backbone_weights=none"]))
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    return registry.build_model(load_config(TINY))
+    return build_model(load_config(TINY))
 
 
 def test_model3_has_published_parameter_count(full_model):
@@ -36,7 +35,7 @@ def test_model3_has_published_parameter_count(full_model):
 
 
 def test_openpose_variant_parameter_count():
-    model = registry.build_model(load_config(None, ["model.architecture=openpose", "data.skeleton=coco18_limbs24"]))
+    model = build_model(load_config(None, ["model.architecture=openpose", "data.skeleton=coco18_limbs24"]))
     assert model.count_params() == 25_594_945
 
 
@@ -96,7 +95,7 @@ def test_outputs_per_stage_with_skeleton_channels(tiny_model):
 def test_stages_and_skeleton_come_from_config():
     cfg = load_config(TINY, ["model.num_stages=1", "loss.stage_weights=[1.0]", "data.skeleton=coco18_limbs30",
                              "model.architecture=openpose"])
-    out = registry.build_model(cfg)(np.zeros((1, 32, 32, 3), np.float32))
+    out = build_model(cfg)(np.zeros((1, 32, 32, 3), np.float32))
     assert list(out) == ["stage_1"] and out["stage_1"]["limbs"].shape[-1] == 30
 
 
@@ -113,18 +112,21 @@ def test_keras_file_round_trip_safe_mode(tiny_model, tmp_path):
     assert json.loads(json.dumps(tiny_model.get_config())) == tiny_model.get_config()
 
 
-def test_topdown_dispatch(monkeypatch):
-    fake = types.ModuleType("simplepose.models.topdown_net")
-    fake.build_topdown_model = lambda cfg: ("topdown", cfg.model.architecture)
-    monkeypatch.setitem(sys.modules, "simplepose.models.topdown_net", fake)
-    assert registry.build_model(load_config(None, ["model.architecture=topdown"])) == ("topdown", "topdown")
+def test_each_architecture_is_built_by_its_method():
+    from simplepose.models.topdown_net import TopDownNet
+
+    for overrides, kind in ((["model.architecture=openpose"], SimplePoseNet),
+                            (["model.architecture=topdown", "data.stride=4", "topdown.backbone=tiny",
+                              "topdown.deconv_filters=8", "topdown.input_shape=[64, 64]"], TopDownNet)):
+        model = build_model(load_config(TINY, overrides + ["model.backbone_weights=none"]))
+        assert isinstance(model, kind) and model.head_meta.architecture == overrides[0].split("=")[1]
 
 
 JAX_SCRIPT = """
 import json, numpy as np, keras
 from simplepose.config import load_config
 from simplepose.losses import build_loss
-from simplepose.models.registry import build_model
+from simplepose.methods import build_model
 from simplepose.optimizers import build_optimizer
 cfg = load_config(%r, ["model.num_stages=1", "loss.stage_weights=[1.0]"])
 model = build_model(cfg)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from simplepose.config import load_config
-from simplepose.oracle import oracle_evaluate
+from simplepose.bottomup.oracle import oracle_evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "testing" / "evaluation.py"
@@ -83,7 +83,7 @@ def test_cli_help_and_bad_input(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     done = run("--oracle", "--annotations", bad)
-    assert done.returncode == 2 and "not a COCO annotation file" in done.stderr
+    assert done.returncode == 2 and "not a COCO keypoint file" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     done = run("--weights", tmp_path / "m.keras", "--annotations", bad)
     assert done.returncode == 2 and "--images is required" in done.stderr

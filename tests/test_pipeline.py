@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from simplepose.bottomup import pipeline
 from simplepose.config import Config
-from simplepose.data import pipeline
+from simplepose.data import stream
 from simplepose.data.hdf5 import HDF5Reader
 
 CFG = Config().with_overrides(["data.input_size=128", "data.stride=8"])
@@ -30,7 +31,7 @@ def _stream(reader, k, cfg=CFG, train=True, seed=0):
 def test_make_sample_shapes_and_dtypes(reader):
     sk = CFG.skeleton
     for train in (True, False):
-        image, maps = pipeline.make_sample(reader, 1, pipeline.sample_rng(0, 0, 1), CFG, train)
+        image, maps = pipeline.make_sample(reader, 1, stream.sample_rng(0, 0, 1), CFG, train)
         assert image.shape == (128, 128, 3) and image.dtype == np.float32 and 0 <= image.min() and image.max() <= 255
         assert maps["keypoints"].shape == (GRID, GRID, sk.num_keypoint_channels)
         assert maps["limbs"].shape == (GRID, GRID, sk.num_limbs) and maps["mask"].shape == (GRID, GRID, 1)
@@ -62,8 +63,8 @@ def test_reduced_decode_is_aligned_with_full_decode(reader):
     full_cfg = cfg.with_overrides(["augment.reduced_decode=false"])
     shifts = []
     for index in range(len(reader)):
-        fast = pipeline.augment_sample(reader, index, pipeline.sample_rng(0, 0, index), cfg, True)
-        full = pipeline.augment_sample(reader, index, pipeline.sample_rng(0, 0, index), full_cfg, True)
+        fast = pipeline.augment_sample(reader, index, stream.sample_rng(0, 0, index), cfg, True)
+        full = pipeline.augment_sample(reader, index, stream.sample_rng(0, 0, index), full_cfg, True)
         if fast.reduce == 1:
             continue
         np.testing.assert_array_equal(fast.keypoints, full.keypoints)
@@ -91,7 +92,7 @@ def test_stream_is_deterministic_and_differs_across_epochs_and_seeds(reader):
 
 def test_epoch_order_groups_the_samples_of_an_image():
     images = np.array([0, 0, 0, 1, 2, 2, 3, 4, 4, 4, 4, 5])
-    orders = [pipeline.epoch_order(0, epoch, images) for epoch in range(4)]
+    orders = [stream.epoch_order(0, epoch, images) for epoch in range(4)]
     for order in orders:
         assert sorted(order) == list(range(len(images)))
         runs = images[order][np.r_[True, np.diff(images[order]) != 0]]
@@ -99,7 +100,7 @@ def test_epoch_order_groups_the_samples_of_an_image():
         for image in range(6):  # within a run, file order
             assert list(order[images[order] == image]) == list(np.flatnonzero(images == image))
     assert len({tuple(images[o][np.r_[True, np.diff(images[o]) != 0]]) for o in orders}) > 1  # images reshuffled
-    plain = pipeline.epoch_order(0, 0, images, group_by_image=False)
+    plain = stream.epoch_order(0, 0, images, group_by_image=False)
     assert sorted(plain) == list(range(len(images)))
 
 
@@ -140,7 +141,7 @@ def test_tf_dataset_validation_is_one_pass(tiny_hdf5, reader):
 
 
 def test_py_dataset_matches_tf_data(tiny_hdf5, reader):
-    ds = pipeline.PoseDataset(tiny_hdf5, CFG, train=True, batch_size=4, seed=5)
+    ds = pipeline.build_py_dataset(tiny_hdf5, CFG, train=True, batch_size=4, seed=5)
     assert len(ds) == len(reader) // 4
     image, maps = ds[0]
     assert image.dtype == np.uint8 and image.shape == (4, 128, 128, 3)
@@ -153,7 +154,7 @@ def test_py_dataset_matches_tf_data(tiny_hdf5, reader):
     for _ in range(len(ds) - 1):
         next(tf_batches)
     np.testing.assert_array_equal(ds[0][0], next(tf_batches)[0].numpy())
-    val = pipeline.PoseDataset(tiny_hdf5, CFG, train=False, batch_size=5)
+    val = pipeline.build_py_dataset(tiny_hdf5, CFG, train=False, batch_size=5)
     assert sum(len(val[i][0]) for i in range(len(val))) == len(reader)
     with pytest.raises(IndexError):
         val[len(val)]
@@ -167,7 +168,7 @@ def test_global_batch_splits_over_two_replicas(tiny_hdf5):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from simplepose.config import Config
-        from simplepose.data.pipeline import build_dataset
+        from simplepose.bottomup.pipeline import build_dataset
         cfg = Config().with_overrides(["data.input_size=64"])
         ds = build_dataset({str(tiny_hdf5)!r}, cfg, train=True, global_batch_size=4, seed=3, num_workers=2)
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -191,7 +192,7 @@ def test_global_batch_splits_over_two_replicas(tiny_hdf5):
 
 
 def test_show_writes_pngs(tiny_hdf5, tmp_path):
-    from simplepose.data import show
+    from simplepose.tools import show
 
     assert show.main([str(tiny_hdf5), "--out", str(tmp_path), "-n", "2", "--set", "data.input_size=128"]) == 0
     files = sorted(tmp_path.glob("*.png"))
@@ -206,9 +207,9 @@ def test_py_dataset_under_jax_does_not_need_tensorflow(tiny_hdf5):
         import sys
         import keras
         from simplepose.config import Config
-        from simplepose.data import pipeline
+        from simplepose.bottomup import pipeline
         assert keras.backend.backend() == "jax"
-        ds = pipeline.PoseDataset({str(tiny_hdf5)!r}, Config().with_overrides(["data.input_size=64"]), train=True,
+        ds = pipeline.build_py_dataset({str(tiny_hdf5)!r}, Config().with_overrides(["data.input_size=64"]), train=True,
                                   batch_size=2)
         image, maps = ds[0]
         assert image.shape == (2, 64, 64, 3) and maps["limbs"].shape[:3] == (2, 8, 8)

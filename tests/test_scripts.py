@@ -13,8 +13,8 @@ ENTRY_POINTS = [
     ["training/train_pose.py"],
     ["testing/evaluation.py"],
     ["demo_image.py"],
-    ["-m", "simplepose.data.synthetic"],
-    ["-m", "simplepose.data.show"],
+    ["-m", "simplepose.tools.synthetic"],
+    ["-m", "simplepose.tools.show"],
 ]
 
 

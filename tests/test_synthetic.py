@@ -10,8 +10,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from simplepose.data import stick_people, synthetic
+from simplepose.data import stick_people
 from simplepose.data.stick_people import LIMB_COLOURS
+from simplepose.tools import synthetic as synthetic_tool
 from simplepose.data.synthetic import CASES, make_synthetic_coco
 from simplepose.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 
@@ -270,8 +271,8 @@ def test_few_images_still_hold_every_case(tmp_path, num_images):
 
 def test_cli_writes_the_dataset(tmp_path, capsys):
     out = tmp_path / "out"
-    assert synthetic.main([str(out), "--num-images", "3", "--seed", "1", "--image-size", "96", "64",
-                           "--max-people", "2", "--log-level", "WARNING"]) == 0
+    assert synthetic_tool.main([str(out), "--num-images", "3", "--seed", "1", "--image-size", "96", "64",
+                                "--max-people", "2", "--log-level", "WARNING"]) == 0
     data = json.loads((out / "annotations.json").read_text())
     assert [img["file_name"] for img in data["images"]] == [f"{i:012d}.jpg" for i in (1, 2, 3)]
     assert all((out / "images" / img["file_name"]).is_file() for img in data["images"])
@@ -281,8 +282,8 @@ def test_cli_writes_the_dataset(tmp_path, capsys):
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
     afile = tmp_path / "file"
     afile.write_text("x")
-    assert synthetic.main([str(afile)]) == 2
-    assert synthetic.main([str(tmp_path / "d"), "--num-images", "0"]) == 2
+    assert synthetic_tool.main([str(afile)]) == 2
+    assert synthetic_tool.main([str(tmp_path / "d"), "--num-images", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
     assert not (tmp_path / "d" / "annotations.json").exists()

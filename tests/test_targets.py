@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from simplepose.data.targets import render_targets, support_radius
+from simplepose.bottomup.targets import render_targets, support_radius
 from simplepose.pose import cell_to_pixel
 from simplepose.skeleton import get_skeleton
 
@@ -164,7 +164,7 @@ def test_kernels_agree_with_reference_without_jit():
 
     script = textwrap.dedent("""
         import numpy as np
-        from simplepose.data.targets import render_targets
+        from simplepose.bottomup.targets import render_targets
         from simplepose.skeleton import get_skeleton
         sk = get_skeleton("coco18_limbs24")
         rng = np.random.default_rng(3)

@@ -8,10 +8,12 @@ from pycocotools.coco import COCO
 
 from simplepose.config import load_config
 from simplepose.data.augment import AugmentParams
-from simplepose.data.topdown import (PersonInstance, TopDownSamples, box_to_center_size, build_topdown_dataset,
-                                     clean_box, crop_matrix, draw_augmentation, heatmap_stride,
-                                     load_person_instances, make_sample, render_heatmaps, samples_from_config)
 from simplepose.decode.topdown import crop_to_image
+from simplepose.topdown.data import (CropStream, PersonInstance, TopDownSamples, box_to_center_size,
+                                     build_topdown_dataset, clean_box, crop_matrix, draw_augmentation,
+                                     load_person_instances, make_sample, render_heatmaps, samples_from_config,
+                                     topdown_py_dataset)
+from simplepose.topdown.method import heatmap_stride
 from simplepose.pose import cell_to_pixel
 from simplepose.skeleton import get_skeleton
 
@@ -110,59 +112,67 @@ def test_load_instances_training_filter(synthetic_coco):
 def test_dataset_batches_match_direct_samples(synthetic_coco):
     cfg = load_config("configs/topdown_tiny.yaml")
     samples = samples_from_config(cfg, synthetic_coco.ann_file, synthetic_coco.image_dir, training=False)
-    assert heatmap_stride(cfg.topdown.num_deconv) == 4 and isinstance(samples, TopDownSamples)
-    crops, y = next(iter(build_topdown_dataset(samples, 3, training=False)))
-    assert tuple(crops.shape) == (3, 128, 96, 3) and crops.dtype.name == "float32"
-    assert tuple(y["heatmaps"].shape) == (3, 32, 24, 17) and tuple(y["weights"].shape) == (3, 1, 1, 17)
+    assert heatmap_stride(cfg.topdown.num_deconv) == cfg.data.stride == samples.stride == 4
+    crops, y, w = next(iter(build_topdown_dataset(samples, 3, training=False)))
+    assert tuple(crops.shape) == (3, 128, 96, 3) and crops.dtype.name == "uint8"
+    assert tuple(y["heatmaps"].shape) == (3, 32, 24, 17) and tuple(w["heatmaps"].shape) == (3, 1, 1, 17)
     for i in range(3):
         crop, direct = samples.get(i)
         np.testing.assert_array_equal(crops[i].numpy(), crop)
         np.testing.assert_array_equal(y["heatmaps"][i].numpy(), direct["heatmaps"])
+        np.testing.assert_array_equal(w["heatmaps"][i].numpy(), direct["weights"])
 
 
-def test_training_dataset_is_reproducible_and_augments(synthetic_coco):
+def test_training_stream_is_reproducible_augments_and_seeds_per_sample(synthetic_coco):
+    """One seeding scheme for both methods: a crop's draw depends on (seed, epoch, index) only."""
     cfg = load_config("configs/topdown_tiny.yaml")
     samples = samples_from_config(cfg, synthetic_coco.ann_file, synthetic_coco.image_dir, training=True)
     first = [next(iter(build_topdown_dataset(samples, 4, training=True, seed=5)))[0].numpy() for _ in range(2)]
     np.testing.assert_array_equal(first[0], first[1])
     plain = TopDownSamples(samples.instances, SK, (128, 96))
     assert not any(np.array_equal(first[0][0], plain.get(i)[0]) for i in range(len(plain)))
+    stream = CropStream(samples, train=True, seed=5)
+    (epoch, index), = stream.elements(1, 2)
+    alone = stream.render([(epoch, index)])[0][0]
+    np.testing.assert_array_equal(first[0][1], alone)  # rendered alone = rendered in its batch
+    grouped = CropStream(samples, train=True, seed=5, group_by_image=True)
+    order = grouped.order(0)
+    images = samples.sample_images[order]
+    assert (np.diff(images) != 0).sum() == len(set(images)) - 1  # an image's crops come together
 
 
-def test_py_dataset_matches_tf_data_without_augmentation(synthetic_coco):
-    from simplepose.data.topdown import topdown_py_dataset
-
+def test_py_dataset_matches_tf_data(synthetic_coco):
     cfg = load_config("configs/topdown_tiny.yaml")
-    samples = samples_from_config(cfg, synthetic_coco.ann_file, synthetic_coco.image_dir, training=False)
-    py = topdown_py_dataset(samples, 4, training=False)
-    assert len(py) == -(-len(samples) // 4)
-    crops, y = py[1]
-    tf_crops, tf_y = list(build_topdown_dataset(samples, 4, training=False).take(2))[1]
-    np.testing.assert_array_equal(crops, tf_crops.numpy())
-    np.testing.assert_array_equal(y["weights"], tf_y["weights"].numpy())
-    _, y2, w2 = topdown_py_dataset(samples, 4, training=False, sample_weight=True)[1]
-    assert set(y2) == {"heatmaps"} and np.array_equal(w2["heatmaps"], y["weights"])
-    train = topdown_py_dataset(samples_from_config(cfg, synthetic_coco.ann_file, synthetic_coco.image_dir,
-                                                   training=True), 4, training=True, seed=1)
-    first = train[0][0]
-    np.testing.assert_array_equal(first, train[0][0])  # reproducible within an epoch
-    train.on_epoch_end()
-    assert not np.array_equal(first, train[0][0])  # a new order and new draws next epoch
+    for training in (False, True):
+        samples = samples_from_config(cfg, synthetic_coco.ann_file, synthetic_coco.image_dir, training=training)
+        py = topdown_py_dataset(samples, 4, training=training, seed=1)
+        assert len(py) == (len(samples) // 4 if training else -(-len(samples) // 4))
+        tf_batches = list(build_topdown_dataset(samples, 4, training=training, seed=1).take(2))
+        for i in range(2):
+            for a, b in zip(py[i], tf_batches[i]):
+                for key in (a if isinstance(a, dict) else [None]):
+                    np.testing.assert_array_equal(a[key] if key else a, (b[key] if key else b).numpy())
+    first = py[0][0]
+    np.testing.assert_array_equal(first, py[0][0])  # reproducible within an epoch
+    py.on_epoch_end()
+    assert not np.array_equal(first, py[0][0])  # a new order and new draws next epoch
 
 
-def test_dataset_sample_weight_form_trains_with_keras_fit(synthetic_coco):
+def test_dataset_trains_with_keras_fit(synthetic_coco):
     import keras
 
-    from simplepose.models.topdown_net import VisibilityWeightedMSE, build_topdown_model, build_topdown_optimizer
+    from simplepose.losses import VisibilityWeightedMSE
+    from simplepose.methods import build_model
+    from simplepose.optimizers import build_topdown_optimizer
 
     cfg = load_config("configs/topdown_tiny.yaml", ["topdown.attention=none", "train.learning_rate=0.01"])
     samples = samples_from_config(cfg, synthetic_coco.ann_file, synthetic_coco.image_dir, training=True)
-    ds = build_topdown_dataset(samples, 4, training=True, sample_weight=True)
+    ds = build_topdown_dataset(samples, 4, training=True)
     x, y, w = next(iter(ds))
     assert set(y) == {"heatmaps"} and set(w) == {"heatmaps"} and tuple(w["heatmaps"].shape) == (4, 1, 1, 17)
     keras.utils.set_random_seed(0)
-    model = build_topdown_model(cfg)
-    model.compile(optimizer=build_topdown_optimizer(cfg, steps_per_epoch=2),
+    model = build_model(cfg)
+    model.compile(optimizer=build_topdown_optimizer(0.01, steps_per_epoch=2),
                   loss={"heatmaps": VisibilityWeightedMSE()}, run_eagerly=True)
     history = model.fit(ds.take(2), epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])

@@ -6,11 +6,17 @@ import pytest
 
 from simplepose.config import load_config
 from simplepose.data.augment import AugmentParams
-from simplepose.data.topdown import PersonInstance, make_sample, render_heatmaps
-from simplepose.decode.topdown import decode_heatmaps, flip_back
+from simplepose.data.coco import load_coco
+from simplepose.decode.flip import flip_back
+from simplepose.decode.topdown import decode_heatmaps
+from simplepose.errors import DataError
+from simplepose.methods import build_model, get_method
 from simplepose.pose import cell_to_pixel
 from simplepose.skeleton import UPRIGHT_POSE, get_skeleton
-from simplepose.topdown_eval import detection_instances, evaluate_topdown, oks_nms, rescore
+from simplepose.topdown.boxes import detection_boxes, ground_truth_boxes
+from simplepose.topdown.data import PersonInstance, make_sample, render_heatmaps
+from simplepose.topdown.oracle import oracle_evaluate
+from simplepose.topdown.predictor import TopDownPredictor, oks_nms, rescore
 
 SK = get_skeleton("coco17")
 TINY = "configs/topdown_tiny.yaml"
@@ -86,9 +92,7 @@ def test_rescore_and_oks_nms():
 
 
 def test_detection_boxes_are_filtered_and_sorted(synthetic_coco, tmp_path):
-    from pycocotools.coco import COCO
-
-    coco = COCO(str(synthetic_coco.ann_file))
+    coco = load_coco(synthetic_coco.ann_file)
     img = sorted(coco.getImgIds())[0]
     dets = [{"image_id": img, "category_id": 1, "bbox": [10, 10, 40, 80], "score": 0.3},
             {"image_id": img, "category_id": 1, "bbox": [20, 10, 40, 80], "score": 0.9},
@@ -97,38 +101,40 @@ def test_detection_boxes_are_filtered_and_sorted(synthetic_coco, tmp_path):
             {"image_id": 987654, "category_id": 1, "bbox": [10, 10, 40, 80], "score": 0.9}]
     path = tmp_path / "dets.json"
     path.write_text(json.dumps(dets))
-    out = detection_instances(coco, synthetic_coco.image_dir, SK, path)
-    assert [round(i.score, 2) for i in out] == [0.9, 0.3] and out[0].bbox[0] == 20
+    out = detection_boxes(coco, path)
+    assert list(out) == [img]
+    boxes, scores = out[img]
+    assert scores.tolist() == [0.9, 0.3] and boxes[0, 0] == 20
+    path.write_text(json.dumps({"not": "a list"}))
+    with pytest.raises(DataError, match="list of COCO detection records"):
+        detection_boxes(coco, path)
+    gt = ground_truth_boxes(coco)
+    assert sum(len(b) for b, _ in gt.values()) == sum(1 for a in coco.anns.values() if not a["iscrowd"])
 
 
 def test_oracle_on_synthetic_data_is_perfect(synthetic_coco):
-    cfg = load_config(TINY)
-    stats = evaluate_topdown(cfg, synthetic_coco.ann_file, synthetic_coco.image_dir, oracle=True, progress=False)
+    stats = oracle_evaluate(synthetic_coco.ann_file, load_config(TINY))
     assert stats["AP"] >= 0.98
 
 
-def test_oracle_with_detection_boxes_is_refused(synthetic_coco):
-    with pytest.raises(ValueError, match="ground-truth boxes"):
-        evaluate_topdown(load_config(TINY), synthetic_coco.ann_file, synthetic_coco.image_dir, oracle=True,
-                         boxes_file="dets.json")
-
-
 def test_model_evaluation_end_to_end_with_boxes(synthetic_coco, tmp_path):
-    from simplepose.models.topdown_net import build_topdown_model
-
     cfg = load_config(TINY)
     with open(synthetic_coco.ann_file) as f:
         anns = json.load(f)["annotations"]
     dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.8}
             for a in anns if not a["iscrowd"]]
     (tmp_path / "dets.json").write_text(json.dumps(dets))
-    results = tmp_path / "results.json"
-    stats = evaluate_topdown(cfg, synthetic_coco.ann_file, synthetic_coco.image_dir, model=build_topdown_model(cfg),
-                             boxes_file=tmp_path / "dets.json", results_path=results, progress=False)
-    written = json.loads(results.read_text())
-    assert stats["num_instances"] == len(dets) and stats["num_results"] == len(written)
+    method = get_method("topdown")
+    model = build_model(cfg)
+    predictor = method.make_predictor(model, method.head_meta(cfg), cfg)
+    stats = method.evaluate(predictor, synthetic_coco.ann_file, synthetic_coco.image_dir,
+                            boxes_file=tmp_path / "dets.json", out_dir=tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert stats["boxes"] == len(dets) and stats["results"] == len(written) and stats["box_source"] != "ground truth"
     assert 0.0 <= stats["AP"] <= 1.0
     assert all(len(r["keypoints"]) == 51 and r["category_id"] == 1 for r in written)
+    assert all(all(v == 1 for v in r["keypoints"][2::3]) for r in written)  # every keypoint reported, as published
+    assert {"network", "crop", "decode", "read", "total"} <= set(stats["timing"])
 
 
 @pytest.mark.coco
@@ -139,13 +145,12 @@ def test_oracle_on_coco_mini(coco_mini, split):
     On coco-mini train some labelled keypoints lie outside the 1.25x enlarged box (annotation slack),
     where no crop can see them: AP 0.948 there at the published box scale, 0.989 with 1.5x boxes.
     """
-    ann, images = coco_mini / "annotations" / f"person_keypoints_{split}2017.json", coco_mini / f"{split}2017"
+    ann = coco_mini / "annotations" / f"person_keypoints_{split}2017.json"
     cfg = load_config("configs/topdown_resnet50_256x192.yaml")
-    ap = evaluate_topdown(cfg, ann, images, oracle=True, progress=False)["AP"]
+    ap = oracle_evaluate(ann, cfg)["AP"]
     assert ap >= (0.98 if split == "val" else 0.94)
     if split == "train":
-        wider = cfg.with_overrides(["topdown.box_scale=1.5"])
-        assert evaluate_topdown(wider, ann, images, oracle=True, progress=False)["AP"] >= 0.98
+        assert oracle_evaluate(ann, cfg.with_overrides(["topdown.box_scale=1.5"]))["AP"] >= 0.98
 
 
 class _CentrePredictor:
@@ -160,19 +165,20 @@ class _CentrePredictor:
         return {"heatmaps": np.repeat(self.maps[None], len(crops), axis=0)}
 
 
-def test_predict_image_maps_crop_peaks_back_to_box_centres(caplog):
-    from simplepose.topdown_eval import predict_image
-
+def test_predictor_maps_crop_peaks_back_to_box_centres(caplog):
     cfg = load_config(TINY)
+    predictor = TopDownPredictor(_CentrePredictor(cfg), SK, stride=cfg.data.stride, params=cfg.topdown)
     image = np.zeros((200, 300, 3), np.uint8)
     with caplog.at_level("INFO"):
-        (whole,) = predict_image(_CentrePredictor(cfg), image, cfg)
+        (whole,) = predictor.predict(image)
     assert "whole image" in caplog.text
     # Box centres follow the published clean-up (x2 = x + w - 1); one crop pixel of slack (the quarter-cell
     # step) times the crop-to-image scale, here 299 * 1.25 / 96 image pixels.
     np.testing.assert_allclose(whole.keypoints[:, :2], np.tile([149.5, 99.5], (17, 1)), atol=299 * 1.25 / 96 + 1e-3)
     boxes = [[10, 20, 60, 120], [200, 50, 40, 80]]
-    poses = predict_image(_CentrePredictor(cfg), image, cfg, boxes=boxes, box_scores=[0.5, 0.9])
+    poses = predictor.predict(image, boxes=boxes, box_scores=[0.5, 0.9])
     assert poses[0].score / poses[1].score == pytest.approx(0.9 / 0.5, rel=1e-3)  # rescored, best first
     np.testing.assert_allclose(poses[0].keypoints[:, :2].mean(0), [219.5, 89.5], atol=1.0)
     np.testing.assert_allclose(poses[1].keypoints[:, :2].mean(0), [39.5, 79.5], atol=1.2)
+    assert set(predictor.last_timings) == {"network", "crop", "decode"}
+    assert predictor.predict(image, boxes=[[400, 10, 30, 30]]) == []  # a box outside the image is dropped

@@ -9,12 +9,14 @@ import pytest
 import tensorflow as tf
 
 from simplepose.config import load_config
-from simplepose.data.topdown import render_heatmaps
+from simplepose.losses import VisibilityWeightedMSE, topdown_loss
+from simplepose.methods import build_model
 from simplepose.models.attention import CRFAttention, HolisticAttention, PartwiseAttention, SoftmaxAttention
 from simplepose.models.resnet_deconv import TINY_WIDTHS
-from simplepose.models.topdown_net import (VisibilityWeightedMSE, build_topdown_model, build_topdown_network,
-                                           topdown_loss, topdown_lr_schedule)
+from simplepose.models.topdown_net import build_topdown_network
 from simplepose.models.vgg_backbone import BackboneWeightsError
+from simplepose.optimizers import topdown_lr_schedule
+from simplepose.topdown.data import render_heatmaps
 from simplepose.skeleton import UPRIGHT_POSE
 
 K = 17
@@ -62,7 +64,7 @@ def tiny(attention="none", kernel="crf", filters=8, **kw):
 def test_resnet50_no_attention_shapes_and_parameter_count():
     cfg = load_config("configs/topdown_resnet50_256x192.yaml",
                       ["model.backbone_weights=none", "topdown.attention=none"])
-    model = build_topdown_model(cfg)
+    model = build_model(cfg)
     assert resnet50_notop_params() == 23_587_712
     assert head_params(2048) == 10_493_201  # spec 2.2
     assert model.count_params() == resnet50_notop_params() + head_params(2048)

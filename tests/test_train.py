@@ -69,7 +69,7 @@ def test_killed_run_resumes_from_last_completed_epoch(tmp_path, kill_at_epoch):
 
 LOAD_IN_FRESH_PROCESS = """
 import json, sys
-from simplepose.models.registry import load_model
+from simplepose.models.loading import load_model
 inference, compiled = load_model(sys.argv[1]), load_model(sys.argv[1], compile=True)
 print(json.dumps({"params": inference.count_params(), "optimizer": type(compiled.optimizer).__name__,
                   "iterations": int(compiled.optimizer.iterations)}))

@@ -8,8 +8,6 @@ Example:
 import sys
 
 from simplepose import cli
-from simplepose.data.coco import CocoFormatError
-from simplepose.data.prepare import prepare_coco_hdf5
 
 
 def positive_int(text: str) -> int:
@@ -37,10 +35,12 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.log_level)
+    from simplepose.data.prepare import prepare_coco_hdf5
+
     try:
         summary = prepare_coco_hdf5(args.annotations, args.images, args.out, limit=args.limit,
                                     workers=args.workers, progress=not args.no_progress)
-    except (OSError, CocoFormatError) as e:  # missing/unreadable inputs, unwritable output, disk full
+    except OSError as e:  # missing/unreadable inputs, unwritable output, disk full
         raise cli.UserError(str(e)) from None
     print(f"wrote {args.out}\n{summary.format()}")
     return 0

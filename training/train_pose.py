@@ -52,14 +52,9 @@ def main(argv=None) -> int:
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
-    from simplepose.models.vgg_backbone import BackboneWeightsError
-    from simplepose.train import TrainingError, fit
+    from simplepose.train import fit
 
-    try:
-        history = fit(cfg, args.run_dir, args.train, args.val, train_images=args.train_images,
-                      val_images=args.val_images)
-    except (TrainingError, BackboneWeightsError) as e:
-        raise cli.UserError(str(e)) from None
+    history = fit(cfg, args.run_dir, args.train, args.val, train_images=args.train_images, val_images=args.val_images)
     losses = history.history.get("loss", [])
     if losses:
         print(f"done: {len(losses)} epoch(s) this session, last loss {losses[-1]:.4g}; outputs in {args.run_dir}")

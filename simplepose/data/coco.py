@@ -1,7 +1,9 @@
-"""COCO person-keypoint annotations: loading and checking, per-image miss masks, main-person selection."""
+"""COCO person-keypoint annotations: loading and checking, the people of an image, miss masks, main persons."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -9,6 +11,7 @@ import os
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from simplepose.errors import DataError
 from simplepose.skeleton import COCO_KEYPOINTS
 
 LOG = logging.getLogger(__name__)
@@ -18,7 +21,7 @@ _IMAGE_FIELDS = ("id", "file_name", "width", "height")
 _ANN_FIELDS = ("image_id", "bbox", "keypoints", "num_keypoints", "iscrowd", "area")
 
 
-class CocoFormatError(ValueError):
+class CocoFormatError(DataError):
     """The annotation file is not a usable COCO person-keypoints file (the message names file and problem)."""
 
 
@@ -188,3 +191,70 @@ def keypoints_array(anns: list, height: int, width: int):
     outside = (v > 0) & ((x < 0) | (x > width) | (y < 0) | (y > height))
     kp[outside] = 0.0
     return kp, int(outside.sum())
+
+
+@dataclasses.dataclass(frozen=True)
+class Person:
+    """One non-crowd person annotation.
+
+    Attributes:
+        annotation_id: the annotation's ``id`` (-1 when it has none).
+        keypoints: float32 ``(17, 3)`` COCO order and v coding, the out-of-image rule applied
+            (:func:`keypoints_array`).
+        bbox: float32 ``(4,)`` COCO ``[x, y, w, h]``.
+        area: segment area in px² (0 when the annotation has none).
+        num_keypoints: the annotation's own count of labelled keypoints.
+    """
+
+    annotation_id: int
+    keypoints: np.ndarray
+    bbox: np.ndarray
+    area: float
+    num_keypoints: int
+
+
+def people(anns: list, height: int, width: int) -> list:
+    """The non-crowd :class:`Person` annotations among ``anns`` (one image's), in order.
+
+    Every reader of people (HDF5 preparation, the oracle, top-down boxes and crops) goes through here,
+    so they all see the same keypoints.
+    """
+    persons = [a for a in anns if not a.get("iscrowd", 0)]
+    if not persons:
+        return []
+    kp, _ = keypoints_array(persons, height, width)
+    return [Person(int(a.get("id", -1)), kp[i], np.asarray(a["bbox"], np.float32), float(a.get("area", 0.0)),
+                   int(a.get("num_keypoints", int((kp[i, :, 2] > 0).sum())))) for i, a in enumerate(persons)]
+
+
+def image_people(coco, image_id: int) -> list:
+    """:func:`people` of one image of a ``pycocotools.coco.COCO`` object."""
+    info = coco.imgs[image_id]
+    return people(coco.imgToAnns.get(image_id, []), info["height"], info["width"])
+
+
+def load_coco(ann_file):
+    """A ``pycocotools.coco.COCO`` of an annotation file (quietly), or the object itself if already loaded.
+
+    Raises:
+        DataError: the file is missing, is not a COCO annotation file, or has a keypoint annotation whose
+            keypoints are not 17 ``x, y, v`` triples (found here, before any network runs).
+    """
+    from pycocotools.coco import COCO
+
+    if not isinstance(ann_file, (str, bytes, os.PathLike)) and hasattr(ann_file, "loadRes"):
+        return ann_file
+    path = os.fspath(ann_file)
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: annotation file not found")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(path)
+    except Exception as e:  # pycocotools raises assorted errors (AssertionError, KeyError, TypeError, ...)
+        raise DataError(f"{path}: not a COCO keypoint file ({type(e).__name__}: {e})") from None
+    for ann in coco.anns.values():
+        kp = ann.get("keypoints")
+        if kp is not None and (not isinstance(kp, list) or len(kp) != 3 * NUM_COCO_KEYPOINTS):
+            raise DataError(f"{path}: annotation {ann.get('id')} has {len(kp) if isinstance(kp, list) else kp!r} "
+                            f"keypoint numbers, expected {3 * NUM_COCO_KEYPOINTS}")
+    return coco

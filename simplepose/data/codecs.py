@@ -6,10 +6,13 @@ way, so one geometry (:func:`reduce_points`) holds for both.
 """
 from __future__ import annotations
 
+import os
 import zlib
 
 import cv2
 import numpy as np
+
+from simplepose.errors import DataError
 
 _PNG_SIGNATURE = b"\x89PNG"
 #: Decode reductions (JPEG DCT scaling), largest first.
@@ -21,6 +24,25 @@ REDUCTIONS = (8, 4, 2, 1)
 _REDUCED_FLAGS = {r: flag | cv2.IMREAD_IGNORE_ORIENTATION for r, flag in (
     (1, cv2.IMREAD_COLOR), (2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
     (8, cv2.IMREAD_REDUCED_COLOR_8))}
+
+
+def read_image(path, *, orient: bool = False) -> np.ndarray:
+    """An image file as BGR uint8 ``(H, W, 3)`` (grayscale expanded, alpha dropped, 16-bit scaled by OpenCV).
+
+    Args:
+        path: any image OpenCV reads.
+        orient: apply the EXIF orientation (photos shown as cameras meant them: the demo). Off for files
+            annotated in COCO, whose sizes and keypoints refer to the stored bitmap.
+
+    Raises:
+        DataError: the file is missing or not a readable image (the message names it).
+    """
+    path = os.fspath(path)
+    flags = cv2.IMREAD_COLOR if orient else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imread(path, flags)
+    if image is None:
+        raise DataError(f"{path}: {'not a readable image' if os.path.isfile(path) else 'image not found'}")
+    return image
 
 
 def reduced_size(height: int, width: int, reduce: int) -> tuple:

@@ -32,7 +32,7 @@ import threading
 import h5py
 import numpy as np
 
-import simplepose
+from simplepose._version import __version__
 from simplepose.data.codecs import REDUCTIONS, decode_image, decode_mask, reduce_points, reduced_size
 from simplepose.skeleton import COCO_KEYPOINTS
 
@@ -170,7 +170,7 @@ class HDF5Writer:
     def commit(self, attrs: dict | None = None) -> None:
         """Write what is queued and the attributes (``attrs`` added), close, and rename to ``path``."""
         self._flush()
-        attrs = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "simplepose_version": simplepose.__version__,
+        attrs = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "simplepose_version": __version__,
                  "num_images": self._counts["images"], "num_people": self._counts["people"],
                  "num_samples": self._counts["samples"], **self.attrs, **(attrs or {})}
         for key, value in attrs.items():

@@ -6,15 +6,13 @@ import json
 import logging
 import math
 import pathlib
-import sys
 from collections.abc import Iterable
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from simplepose import cli
-from simplepose.config import atomic_write_bytes
+from simplepose.atomic import write_bytes
 from simplepose.data.stick_people import DISTAL, FACE, Person, background, bgr, draw, sample_pose
 from simplepose.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 
@@ -294,7 +292,7 @@ def make_synthetic_coco(root, *, num_images: int = 12, image_size: tuple[int, in
         image_id, file_name = index + 1, f"{index + 1:012d}.{image_format}"
         img, img_anns, poses, img_tags = _render(np.random.default_rng([seed, index]), features, size, max_people,
                                                  cases)
-        atomic_write_bytes(image_dir / file_name, cv2.imencode(f".{image_format}", img, params)[1].tobytes())
+        write_bytes(image_dir / file_name, cv2.imencode(f".{image_format}", img, params)[1].tobytes())
         images.append({"id": image_id, "file_name": file_name, "width": size[0], "height": size[1]})
         people = [p for p in poses if p is not None]
         poses_by_image[image_id] = np.stack(people) if people else np.zeros((0, 17, 3), np.float32)
@@ -305,37 +303,8 @@ def make_synthetic_coco(root, *, num_images: int = 12, image_size: tuple[int, in
     info = {"description": "simplepose synthetic COCO", "seed": seed, "cases": case_images,
             "case_annotations": case_anns}
     dataset = {"info": info, "images": images, "annotations": anns, "categories": _categories()}
-    atomic_write_bytes(ann_file, json.dumps(dataset).encode())
+    write_bytes(ann_file, json.dumps(dataset).encode())
     result = SyntheticCoco(ann_file, image_dir, num_images, sum(1 - a["iscrowd"] for a in anns), poses_by_image,
                            {k: tuple(v) for k, v in case_images.items()}, {k: tuple(v) for k, v in case_anns.items()})
     LOG.debug("wrote %s: %s", ann_file, result.summary())
     return result
-
-
-@cli.run_main
-def main(argv=None) -> int:
-    """Command line: ``python -m simplepose.data.synthetic OUT --num-images N --seed S``."""
-    parser = cli.make_parser("Write a synthetic COCO person-keypoints dataset (annotations.json + images/).")
-    parser.add_argument("out", help="output directory")
-    parser.add_argument("--num-images", type=int, default=12, help="number of images")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--image-size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
-    parser.add_argument("--max-people", type=int, default=4, help="most annotated people per ordinary image")
-    parser.add_argument("--image-format", choices=("jpg", "png"), default="jpg")
-    parser.add_argument("--no-edge-cases", action="store_true", help="ordinary images only")
-    args = parser.parse_args(argv)
-    cli.setup_logging(args.log_level)
-    if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
-        raise cli.UserError(f"{args.out} exists and is not a directory")
-    try:
-        result = make_synthetic_coco(args.out, num_images=args.num_images, image_size=tuple(args.image_size),
-                                     max_people=args.max_people, seed=args.seed, image_format=args.image_format,
-                                     edge_cases=not args.no_edge_cases)
-    except ValueError as e:
-        raise cli.UserError(str(e)) from None
-    LOG.info("wrote %s: %s", result.ann_file, result.summary())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

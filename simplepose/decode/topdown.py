@@ -1,28 +1,9 @@
-"""Top-down decoding: flip-test un-flipping, argmax with quarter-cell refinement, crop to image coordinates."""
+"""Top-down decoding: argmax with quarter-cell refinement, crop to image coordinates."""
 from __future__ import annotations
 
 import numpy as np
 
 from simplepose.pose import cell_to_pixel
-
-
-def flip_back(heatmaps, flip_perm, shift: int = 0) -> np.ndarray:
-    """Un-flip heatmaps predicted on a mirrored crop: reverse the width, swap left/right channels, shift.
-
-    With the pixel-centre convention of ``simplepose.pose`` the mirror of crop pixel ``x`` is ``W - 1 - x``
-    and the centre of cell ``j`` is ``s j + (s - 1) / 2``; its mirror ``s (w - 1 - j) + (s - 1) / 2`` is
-    exactly the centre of cell ``w - 1 - j``, so reversing the columns is exact and the right ``shift``
-    is 0. The published code put cell ``j`` at pixel ``s j``, whose mirror is cell ``w - 1 - j + (s - 1) /
-    s``, hence its one-column shift (``shift=1``: column ``j`` takes column ``j - 1``, column 0 keeps its
-    value).
-
-    Shapes: ``(B, h, w, K)`` -> ``(B, h, w, K)``.
-    """
-    out = np.asarray(heatmaps)[:, :, ::-1, :][..., np.asarray(flip_perm)]
-    if shift:
-        out = out.copy()
-        out[:, :, shift:, :] = out[:, :, :-shift, :].copy()
-    return np.ascontiguousarray(out)
 
 
 def decode_heatmaps(heatmaps, stride: int = 4):

@@ -15,43 +15,52 @@ LOG = logging.getLogger(__name__)
 TINY_WIDTHS = (8, 16, 16, 32, 32)
 
 
-def resnet50_backbone(inputs, weights: str = "none") -> keras.Model:
-    """``keras.applications.ResNet50`` without its top, as a nested model applied to ``inputs``.
+def resnet50_backbone(inputs) -> keras.Model:
+    """``keras.applications.ResNet50`` without its top (random weights), as a nested model for ``inputs``.
+
+    Load weights into it with :func:`load_resnet50_weights`.
 
     Args:
         inputs: preprocessed (Caffe-style BGR minus mean) input tensor, ``(B, H, W, 3)``.
-        weights: ``none``, ``imagenet`` (downloaded by Keras on first use; offline this fails with a
-            ``BackboneWeightsError``) or a path to a ResNet50 ``.h5`` / ``.weights.h5`` file.
 
     Returns:
         The backbone model (name ``resnet50``); its output is C5, ``(B, H/32, W/32, 2048)``.
     """
-    shape = tuple(inputs.shape[1:])
+    return keras.applications.ResNet50(include_top=False, weights=None, input_shape=tuple(inputs.shape[1:]))
+
+
+def load_resnet50_weights(net: keras.Model, weights: str) -> None:
+    """Copy ResNet50 (no top) weights into the backbone ``net``.
+
+    Args:
+        net: a model from :func:`resnet50_backbone`.
+        weights: ``none`` (keep the initialisation), ``imagenet`` (downloaded by Keras on first use; offline
+            this fails with a ``BackboneWeightsError``) or a path to a ResNet50 ``.h5`` / ``.weights.h5`` file.
+
+    Raises:
+        BackboneWeightsError: download impossible, file missing, or not a ResNet50 weights file.
+    """
+    if weights in (None, "", "none"):
+        return
+    shape = tuple(net.input.shape[1:])
     if weights == "imagenet":
         try:
-            net = keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=shape)
+            source = keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=shape)
         except Exception as e:  # noqa: BLE001  (download errors come in many types)
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise BackboneWeightsError("could not obtain the ImageNet ResNet50 weights (no network access?): "
                                        f"{reason}. Use model.backbone_weights=none or a local weights file"
                                        ) from None
-    else:
-        local = weights not in (None, "", "none")
-        if local and not os.path.exists(weights):
-            raise BackboneWeightsError(f"backbone weights file {weights!r} not found")
-        net = keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape)
-        if local:
-            _load_resnet_file(net, weights)
-    return net
-
-
-def _load_resnet_file(net: keras.Model, path: str) -> None:
+        net.set_weights(source.get_weights())
+        return
+    if not os.path.exists(weights):
+        raise BackboneWeightsError(f"backbone weights file {weights!r} not found")
     try:
-        net.load_weights(path)
+        net.load_weights(weights)
     except Exception as e:  # noqa: BLE001
-        raise BackboneWeightsError(f"backbone weights file {path!r} is not a ResNet50 (no top) weights file: "
+        raise BackboneWeightsError(f"backbone weights file {weights!r} is not a ResNet50 (no top) weights file: "
                                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    LOG.info("loaded ResNet50 weights from %s", path)
+    LOG.info("loaded ResNet50 weights from %s", weights)
 
 
 def tiny_backbone(x, widths=TINY_WIDTHS):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from simplepose.headmeta import HeadMeta
 from simplepose.models.stages import ConvFactory, model3_stage, openpose_stage
 from simplepose.models.vgg_backbone import CaffePreprocess, scaled, vgg19_trunk
 
@@ -29,6 +30,9 @@ class SimplePoseNet(keras.Model):
         weight_decay: L2 coefficient on conv kernels.
         kernel_init: ``gaussian`` (N(0, 0.01)) or ``he_normal``.
         seed: initialiser seed (None = random).
+        head_meta: the model's head contract (a ``simplepose.headmeta.HeadMeta`` or its dict): what the
+            Predictor needs to use it (skeleton, stride, the run's inference settings). Stored in the config,
+            so a saved ``.keras`` file carries it.
 
     Shapes:
         inputs: (B, H, W, 3) float32, H and W multiples of 8 ->
@@ -37,7 +41,7 @@ class SimplePoseNet(keras.Model):
 
     def __init__(self, num_limbs, num_keypoint_channels, num_stages=3, architecture="model3",
                  width_multiplier=1.0, backbone_width_multiplier=1.0, weight_decay=5e-4,
-                 kernel_init="gaussian", seed=None, **kwargs):
+                 kernel_init="gaussian", seed=None, head_meta=None, **kwargs):
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
         conv = ConvFactory(weight_decay, kernel_init, seed)
@@ -58,6 +62,7 @@ class SimplePoseNet(keras.Model):
         self.weight_decay = weight_decay
         self.kernel_init = kernel_init
         self.seed = seed
+        self.head_meta = HeadMeta.coerce(head_meta)
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
         """Keras ``compile``; ``loss`` is kept as ``pose_loss`` and applied to the whole dicts by
@@ -97,7 +102,8 @@ class SimplePoseNet(keras.Model):
                 "num_keypoint_channels": self.num_keypoint_channels, "num_stages": self.num_stages,
                 "architecture": self.architecture, "width_multiplier": self.width_multiplier,
                 "backbone_width_multiplier": self.backbone_width_multiplier, "weight_decay": self.weight_decay,
-                "kernel_init": self.kernel_init, "seed": self.seed}
+                "kernel_init": self.kernel_init, "seed": self.seed,
+                "head_meta": None if self.head_meta is None else self.head_meta.to_dict()}
 
     @classmethod
     def from_config(cls, config):

@@ -7,6 +7,8 @@ import os
 import keras
 from keras import layers, ops
 
+from simplepose.errors import SimplePoseError
+
 LOG = logging.getLogger(__name__)
 
 #: Caffe-style ImageNet mean, BGR order: what Keras' VGG19 ImageNet weights were trained with.
@@ -22,7 +24,7 @@ VGG19_LAYERS = (
 VGG19_LAYER_NAMES = tuple(spec[0] for spec in VGG19_LAYERS if spec)
 
 
-class BackboneWeightsError(RuntimeError):
+class BackboneWeightsError(SimplePoseError, RuntimeError):
     """Backbone weights could not be obtained or do not fit; the message is one line."""
 
 

@@ -4,7 +4,7 @@ One PNG per sample, four panels side by side: the crop with the people's keypoin
 heatmaps (max over channels) | limb maps (max over channels) | the loss mask (red = not supervised).
 
 Example:
-    python -m simplepose.data.show data/coco_train.h5 --out /tmp/show -n 8
+    python -m simplepose.tools.show data/coco_train.h5 --out /tmp/show -n 8
 """
 from __future__ import annotations
 
@@ -78,8 +78,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.log_level)
     cfg = cli.config_from_args(args)
+    from simplepose.bottomup.pipeline import augment_sample, sample_targets
     from simplepose.data.hdf5 import HDF5Reader
-    from simplepose.data.pipeline import augment_sample, sample_rng, sample_targets
+    from simplepose.data.stream import sample_rng
 
     try:
         reader = HDF5Reader(args.data)

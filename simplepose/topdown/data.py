@@ -9,20 +9,13 @@ import os
 import cv2
 import numpy as np
 
+from simplepose.data import stream
 from simplepose.data.augment import AugmentParams, transform_keypoints
+from simplepose.data.codecs import read_image
+from simplepose.data.coco import image_people, load_coco
 from simplepose.pose import pixel_to_cell
 
 LOG = logging.getLogger(__name__)
-
-#: Output stride of both top-down backbones (ResNet-50 C5 and the tiny trunk).
-BACKBONE_STRIDE = 32
-
-
-def heatmap_stride(num_deconv: int) -> int:
-    """Crop pixels per heatmap cell: the backbone stride halved by each deconvolution (4 for three)."""
-    if not 1 <= num_deconv <= 5:
-        raise ValueError(f"num_deconv={num_deconv}: expected 1..5 (backbone stride {BACKBONE_STRIDE})")
-    return BACKBONE_STRIDE // 2 ** num_deconv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,23 +49,23 @@ def clean_box(bbox, width: int, height: int):
 
 
 def load_person_instances(coco, image_dir, skeleton, *, training: bool) -> list[PersonInstance]:
-    """Person instances of a pycocotools ``COCO`` object.
+    """Person instances of a pycocotools ``COCO`` object (people read by ``simplepose.data.coco.image_people``).
 
-    ``training=True`` keeps the published training set (spec 1.1): non-crowd, keypoints labelled, area
-    > 0, non-empty cleaned box. ``training=False`` keeps every non-crowd box with a non-empty cleaned box
-    (ground-truth boxes at test time; people without keypoints included, as the published test did).
+    ``training=True`` keeps the published training set (spec 1.1): keypoints labelled, area > 0, non-empty
+    cleaned box. ``training=False`` keeps every non-crowd box with a non-empty cleaned box (ground-truth
+    boxes at test time; people without keypoints included, as the published test did).
     """
     out = []
     for image_id in sorted(coco.getImgIds()):
         info = coco.imgs[image_id]
         path = os.path.join(os.fspath(image_dir), info["file_name"])
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
-            kp = np.asarray(ann.get("keypoints", [0] * 51), dtype=np.float32).reshape(-1, 3)
-            if training and (ann.get("num_keypoints", 0) == 0 or kp[:, 2].sum() <= 0 or ann.get("area", 0) <= 0):
+        for person in image_people(coco, image_id):
+            labelled = person.keypoints[:, 2].sum() > 0
+            if training and (person.num_keypoints == 0 or not labelled or person.area <= 0):
                 continue
-            box = clean_box(ann["bbox"], info["width"], info["height"])
+            box = clean_box(person.bbox, info["width"], info["height"])
             if box is not None:
-                out.append(PersonInstance(image_id, path, box, skeleton.from_coco(kp)))
+                out.append(PersonInstance(image_id, path, box, skeleton.from_coco(person.keypoints)))
     return out
 
 
@@ -154,7 +147,7 @@ def make_sample(image, instance: PersonInstance, input_hw, params: AugmentParams
     """Crop, targets and weights of one person under one augmentation draw.
 
     Returns:
-        ``(crop float32 BGR 0..255 (H, W, 3), heatmaps (H/stride, W/stride, K), weights (K,), matrix (2, 3))``.
+        ``(crop uint8 BGR (H, W, 3), heatmaps (H/stride, W/stride, K), weights (K,), matrix (2, 3))``.
     """
     in_h, in_w = input_hw
     center, size = box_to_center_size(instance.bbox, in_w / in_h, aspect_scale)
@@ -163,15 +156,7 @@ def make_sample(image, instance: PersonInstance, input_hw, params: AugmentParams
                           borderValue=(0, 0, 0))
     kp = transform_keypoints(instance.keypoints[None], m, flip_perm if params.flip else None)[0]
     heatmaps, weights = render_heatmaps(kp, (in_h // stride, in_w // stride), input_hw, stride, sigma)
-    return crop.astype(np.float32), heatmaps, weights, m
-
-
-def read_image(path: str) -> np.ndarray:
-    """A BGR uint8 image; a missing or unreadable file is an error naming it."""
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"could not read image {path!r}")
-    return image
+    return crop, heatmaps, weights, m
 
 
 class TopDownSamples:
@@ -200,101 +185,84 @@ class TopDownSamples:
     def __len__(self) -> int:
         return len(self.instances)
 
-    def get(self, index: int, rng: np.random.Generator | None = None):
-        """One sample: ``(crop (H, W, 3) float32 BGR 0..255, {"heatmaps": (h, w, K), "weights": (1, 1, K)})``."""
+    @property
+    def sample_images(self) -> np.ndarray:
+        """Image number of every instance (instances of one image share its decode in a batch)."""
+        ids = np.array([inst.image_id for inst in self.instances], dtype=np.int64)
+        return np.unique(ids, return_inverse=True)[1].reshape(-1) if len(ids) else ids
+
+    def get(self, index: int, rng: np.random.Generator | None = None, decoded: dict | None = None):
+        """One sample: ``(crop (H, W, 3) uint8 BGR, {"heatmaps": (h, w, K), "weights": (1, 1, K)})``.
+
+        ``decoded`` is a dict shared by samples rendered together: each image is read once for all of them.
+        """
         inst = self.instances[int(index)]
         params = AugmentParams()
         if self.augment is not None:
             params = draw_augmentation(rng if rng is not None else np.random.default_rng(), **self.augment)
-        crop, maps, weights, _ = make_sample(read_image(inst.image_path), inst, self.input_hw, params,
-                                             self.skeleton.keypoint_flip, self.box_scale, self.stride, self.sigma)
+        image = stream.cached({} if decoded is None else decoded, inst.image_path,
+                              lambda: read_image(inst.image_path))
+        crop, maps, weights, _ = make_sample(image, inst, self.input_hw, params, self.skeleton.keypoint_flip,
+                                             self.box_scale, self.stride, self.sigma)
         return crop, {"heatmaps": maps, "weights": weights.reshape(1, 1, -1)}
+
+
+class CropStream(stream.Stream):
+    """The top-down crops a run consumes (see :class:`simplepose.data.stream.Stream`): seeded per
+    ``(seed, epoch, index)`` like the bottom-up samples; batches are ``(crops, {"heatmaps": maps},
+    {"heatmaps": weights})``, what ``model.fit`` feeds to ``compile(loss={"heatmaps": VisibilityWeightedMSE()})``.
+
+    Args:
+        samples: :class:`TopDownSamples` (augmenting or not). train, seed, group_by_image: as for ``Stream``.
+    """
+
+    def __init__(self, samples: TopDownSamples, *, train: bool, seed: int = 0, group_by_image: bool = False):
+        super().__init__(samples.sample_images, train=train, seed=seed, group_by_image=group_by_image)
+        self.samples = samples
+
+    def render(self, elements, timings: dict | None = None) -> tuple:
+        decoded, items = {}, []
+        for epoch, index in elements:
+            items.append(self.samples.get(index, self.rng(epoch, index), decoded))
+        return (np.stack([crop for crop, _ in items]),
+                np.stack([y["heatmaps"] for _, y in items]), np.stack([y["weights"] for _, y in items]))
+
+    def signature(self) -> list:
+        (h, w), s, k = self.samples.input_hw, self.samples.stride, self.samples.skeleton.num_keypoints
+        return [("uint8", (h, w, 3)), ("float32", (h // s, w // s, k)), ("float32", (1, 1, k))]
+
+    def pack(self, flat):
+        return flat[0], {"heatmaps": flat[1]}, {"heatmaps": flat[2]}
 
 
 def samples_from_config(cfg, ann_file, image_dir, *, training: bool) -> TopDownSamples:
     """:class:`TopDownSamples` for a COCO keypoint file, with the augmentation of ``cfg.topdown`` when training."""
-    from simplepose.evaluation import load_coco
-
     td = cfg.topdown
     coco = load_coco(ann_file)
     instances = load_person_instances(coco, image_dir, cfg.skeleton, training=training)
     augment = dict(scale_factor=td.scale_factor, rotate_prob=td.rotate_prob, max_rotate_deg=td.max_rotate_deg,
                    flip_prob=td.flip_prob) if training else None
     LOG.info("%d person instances from %s", len(instances), ann_file)
-    return TopDownSamples(instances, cfg.skeleton, td.input_shape, td.box_scale, td.sigma, augment,
-                          heatmap_stride(td.num_deconv))
+    return TopDownSamples(instances, cfg.skeleton, td.input_shape, td.box_scale, td.sigma, augment, cfg.data.stride)
 
 
 def build_topdown_dataset(samples: TopDownSamples, batch_size: int, *, training: bool, seed: int = 0,
-                          sample_weight: bool = False):
-    """A ``tf.data.Dataset`` of batches ``(crops (B, H, W, 3), {"heatmaps": (B, h, w, K), "weights": (B, 1, 1, K)})``.
+                          group_by_image: bool = False, num_workers: int = 0):
+    """A ``tf.data.Dataset`` of :class:`CropStream` batches ``(crops uint8 (B, H, W, 3), {"heatmaps": (B, h, w,
+    K)}, {"heatmaps": weights (B, 1, 1, K)})``.
 
-    With ``sample_weight=True`` the batches are ``(crops, {"heatmaps": maps}, {"heatmaps": weights})``
-    instead: what ``model.fit`` feeds to ``compile(loss={"heatmaps": VisibilityWeightedMSE()})``.
-
-    Training reshuffles every pass, draws fresh augmentation every pass (reproducible from ``seed``) and
-    drops the last partial batch, as the published loader; evaluation keeps the order and every sample.
-    The per-sample numpy work runs in parallel ``tf.numpy_function`` calls (OpenCV releases the GIL).
+    Training streams forever (a new order and new augmentation draws every epoch, reproducible from
+    ``seed``); evaluation is one pass in file order with every sample.
     """
-    import tensorflow as tf
-
-    in_h, in_w = samples.input_hw
-    k = samples.skeleton.num_keypoints
-    h, w = in_h // samples.stride, in_w // samples.stride
-
-    def load(index, draw_seed):
-        crop, y = samples.get(int(index), np.random.default_rng([int(draw_seed) & 0x7FFFFFFF, int(index)]))
-        return crop, y["heatmaps"], y["weights"]
-
-    def tf_load(index, draw_seed):
-        crop, maps, weights = tf.numpy_function(load, [index, draw_seed], [tf.float32] * 3, stateful=False)
-        crop.set_shape((in_h, in_w, 3))
-        maps.set_shape((h, w, k))
-        weights.set_shape((1, 1, k))
-        return crop, {"heatmaps": maps, "weights": weights}
-
-    indices = tf.data.Dataset.range(len(samples))
-    if training:
-        indices = indices.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True)
-    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip((indices, draws)).map(tf_load, num_parallel_calls=tf.data.AUTOTUNE,
-                                                   deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=training)
-    if sample_weight:
-        ds = ds.map(lambda x, y: (x, {"heatmaps": y["heatmaps"]}, {"heatmaps": y["weights"]}))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return stream.tf_dataset(CropStream(samples, train=training, seed=seed, group_by_image=group_by_image),
+                             batch_size, num_workers=num_workers, name=f"{len(samples)} top-down crops")
 
 
 def topdown_py_dataset(samples: TopDownSamples, batch_size: int, *, training: bool, seed: int = 0,
-                       sample_weight: bool = False, **kwargs):
+                       group_by_image: bool = False, **kwargs):
     """The same batches as :func:`build_topdown_dataset` as a ``keras.utils.PyDataset`` (any backend).
 
     ``kwargs`` go to ``PyDataset`` (``workers``, ``use_multiprocessing``, ``max_queue_size``).
     """
-    import keras
-
-    class _TopDownPyDataset(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__(**kwargs)
-            self.epoch = 0
-
-        def __len__(self):
-            n = len(samples)
-            return n // batch_size if training else -(-n // batch_size)
-
-        def __getitem__(self, i):
-            order = np.arange(len(samples))
-            if training:
-                order = np.random.default_rng([seed, self.epoch]).permutation(len(samples))
-            items = [samples.get(j, np.random.default_rng([seed, self.epoch, int(j)]))
-                     for j in order[i * batch_size:(i + 1) * batch_size]]
-            x = np.stack([c for c, _ in items])
-            maps, weights = (np.stack([y[key] for _, y in items]) for key in ("heatmaps", "weights"))
-            if sample_weight:
-                return x, {"heatmaps": maps}, {"heatmaps": weights}
-            return x, {"heatmaps": maps, "weights": weights}
-
-        def on_epoch_end(self):
-            self.epoch += 1
-
-    return _TopDownPyDataset()
+    return stream.py_dataset(CropStream(samples, train=training, seed=seed, group_by_image=group_by_image),
+                             batch_size, **kwargs)

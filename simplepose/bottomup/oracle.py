@@ -2,25 +2,24 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 
 from simplepose import evaluation
-from simplepose.data.targets import render_targets
+from simplepose.bottomup.predictor import decode_maps, scaled_input_size, to_original
+from simplepose.bottomup.targets import render_targets
+from simplepose.data.coco import image_people, load_coco
 from simplepose.decode import warm_up
-from simplepose.inference import decode_maps, scaled_input_size, to_original
 
 LOG = logging.getLogger(__name__)
 
 
-def image_people(gt, image_id: int, skeleton) -> np.ndarray:
+def labelled_people(gt, image_id: int, skeleton) -> np.ndarray:
     """Keypoints of the non-crowd people with at least one labelled keypoint, in skeleton order.
 
     Shapes: -> ``(N, K, 3)`` float32 ``[x, y, v]`` (COCO v coding).
     """
-    anns = gt.loadAnns(gt.getAnnIds(imgIds=[image_id], iscrowd=False))
-    coco = [np.asarray(a["keypoints"], np.float32).reshape(-1, 3) for a in anns if a.get("num_keypoints", 0) > 0]
+    coco = [p.keypoints for p in image_people(gt, image_id) if p.num_keypoints > 0]
     if not coco:
         return np.zeros((0, skeleton.num_keypoints, 3), np.float32)
     return skeleton.from_coco(np.stack(coco))
@@ -71,24 +70,19 @@ def oracle_evaluate(ann_file, cfg, *, out_dir=None, limit=None, progress: bool =
         the COCO metrics plus ``"timing": {"decode": {...}}`` (ms/image) and
         ``"decode_by_people": [[num_people, ms], ...]`` (one row per image).
     """
-    gt = evaluation.load_coco(ann_file)
+    gt = load_coco(ann_file)
     ids = sorted(gt.getImgIds())[: limit if limit else None]
     timer, by_people, poses_by_image = evaluation.StageTimer(), [], {}
     warm_up(cfg.skeleton, cfg.inference)
     for image_id in evaluation.progress_bar(ids, progress, "oracle"):
         info = gt.loadImgs([image_id])[0]
-        people = image_people(gt, image_id, cfg.skeleton)
+        people = labelled_people(gt, image_id, cfg.skeleton)
         poses, timings = oracle_image(people, info["height"], info["width"], cfg)
         poses_by_image[image_id] = poses
         timer.add(timings)
         by_people.append([len(people), timings["decode"]])
-    metrics = evaluation.finish_evaluation(gt, poses_by_image, cfg.skeleton, ids, timer)
-    metrics["decode_by_people"] = by_people
-    if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        evaluation.write_json(os.path.join(out_dir, "results.json"),
-                              evaluation.poses_to_results(poses_by_image, cfg.skeleton))
-        evaluation.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    metrics = evaluation.finish_evaluation(gt, poses_by_image, cfg.skeleton, ids, timer, out_dir,
+                                           extra={"decode_by_people": by_people})
     LOG.info("oracle: %d images, AP %.4f, decode median %.2f ms", len(ids), metrics["AP"],
              metrics["timing"]["decode"]["median"] if ids else float("nan"))
     return metrics

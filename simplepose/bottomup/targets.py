@@ -58,7 +58,7 @@ def render_targets(keypoints, mask, skeleton, out_hw, stride: int, keypoint_sigm
     args = (kp, limbs, h, w, float(stride), float(keypoint_sigma), float(limb_sigma), float(threshold),
             limb_shape == "seed_box")
     if impl == "numba":
-        from simplepose.data import target_kernels
+        from simplepose.bottomup import target_kernels
 
         heat, limb_maps = target_kernels.render(*args)
     elif impl == "numpy":

@@ -8,7 +8,9 @@ import cv2
 import numpy as np
 
 from simplepose.decode import decode, warm_up
+from simplepose.decode.flip import flip_back
 from simplepose.pose import Pose
+from simplepose.predictor import Predictor, as_bgr_uint8
 
 LOG = logging.getLogger(__name__)
 
@@ -41,46 +43,30 @@ def to_original(poses, fx: float, fy: float) -> list[Pose]:
     return out
 
 
-def as_bgr_uint8(image) -> np.ndarray:
-    """Any decoded image as 3-channel BGR uint8: grayscale is expanded, alpha dropped, 16-bit and float rescaled.
-
-    Shapes: ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` -> ``(H, W, 3)`` uint8.
-    """
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)) or min(img.shape[:2]) < 1:
-        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {img.shape}")
-    if img.dtype == np.uint16:
-        img = (img.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = np.clip(np.asarray(img, np.float32) * (255.0 if img.max(initial=0) <= 1.0 else 1.0), 0, 255)
-        img = (img + 0.5).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    return np.ascontiguousarray(img[:, :, :3])
-
-
-def _output_channels(model):
-    """``(keypoint channels, limb channels)`` of a bottom-up model's last stage, or None if unknown."""
-    if hasattr(model, "num_limbs") and hasattr(model, "num_keypoint_channels"):
-        return int(model.num_keypoint_channels), int(model.num_limbs)
+def output_channels(model, output_key=None):
+    """``(keypoint channels, limb channels)`` of a bottom-up model's maps, or None if unknown."""
     try:
-        last = _last_stage(model.output)
+        outputs = model.output
+        last = outputs[output_key] if output_key else last_stage(outputs)
         return int(last["keypoints"].shape[-1]), int(last["limbs"].shape[-1])
     except (AttributeError, ValueError, KeyError, TypeError):
         return None
 
 
-def _last_stage(outputs: dict) -> dict:
-    """The last ``stage_N`` entry of a model's output dict."""
+def last_stage_key(outputs: dict) -> str:
+    """The key of the last ``stage_N`` entry of a model's output dict."""
     stages = [k for k in outputs if k.startswith("stage_")]
     if not stages:
         raise ValueError(f"model outputs {sorted(outputs)} have no 'stage_N' entry")
-    return outputs[max(stages, key=lambda k: int(k.split("_")[1]))]
+    return max(stages, key=lambda k: int(k.split("_")[1]))
 
 
-class Predictor:
+def last_stage(outputs: dict) -> dict:
+    """The last ``stage_N`` entry of a model's output dict."""
+    return outputs[last_stage_key(outputs)]
+
+
+class BottomUpPredictor(Predictor):
     """Multi-person poses from a bottom-up model, with multi-scale and flip test-time augmentation.
 
     Args:
@@ -89,6 +75,7 @@ class Predictor:
         skeleton: the model's skeleton.
         stride: the model's output stride.
         params: an ``InferenceConfig`` (box size, scales, flip, decoding thresholds).
+        meta: the model's ``HeadMeta``, if any (its ``output_key`` names the stage to read; default: the last).
 
     After each :meth:`predict`, ``last_timings`` holds ms spent in ``network``, ``resize`` and ``decode``.
 
@@ -96,36 +83,18 @@ class Predictor:
         >>> poses = Predictor.from_file("model.keras").predict(cv2.imread("people.jpg"))
     """
 
-    def __init__(self, model, skeleton, *, stride: int = 8, params=None):
+    def __init__(self, model, skeleton, *, stride: int = 8, params=None, meta=None):
         from simplepose.config import InferenceConfig
 
         self.model = model
         self.skeleton = skeleton
         self.stride = int(stride)
         self.params = params if params is not None else InferenceConfig()
+        self.meta = meta
         self.last_timings = {}
         self._call = self._make_call(model)
+        self._output_key = meta.output_key if meta is not None else None
         warm_up(skeleton, self.params)
-
-    @classmethod
-    def from_file(cls, path, cfg=None) -> "Predictor":
-        """Load a ``.keras`` bottom-up model (safe mode); skeleton, stride and inference settings from ``cfg``.
-
-        Without ``cfg``, the ``config.yaml`` that training saved beside the model is used (else defaults).
-        """
-        from simplepose.config import load_config, saved_config_path
-        from simplepose.models.registry import load_model
-
-        cfg = cfg if cfg is not None else load_config(saved_config_path(path))
-        model = load_model(path)
-        have = _output_channels(model)
-        want = (cfg.skeleton.num_keypoint_channels, cfg.skeleton.num_limbs)
-        if have is not None and have != want:
-            raise ValueError(f"model outputs {have[0]} keypoint and {have[1]} limb channels but skeleton "
-                             f"{cfg.skeleton.name!r} has {want[0]} and {want[1]} (set data.skeleton to the model's)")
-        LOG.info("loaded %s: skeleton %s, stride %d, scales %s, flip %s", path, cfg.skeleton.name, cfg.data.stride,
-                 cfg.inference.scales, cfg.inference.flip)
-        return cls(model, cfg.skeleton, stride=cfg.data.stride, params=cfg.inference)
 
     @staticmethod
     def _make_call(model):
@@ -151,7 +120,8 @@ class Predictor:
         hp, wp = -(-hs // pm) * pm, -(-ws // pm) * pm
         batch = np.full((b, hp, wp, 3), 128.0, dtype=np.float32)
         batch[:, :hs, :ws] = images
-        out = _last_stage(self._call(batch))
+        outputs = self._call(batch)
+        out = outputs[self._output_key] if self._output_key else last_stage(outputs)
         h, w = hs // self.stride, ws // self.stride
         return (np.asarray(out["keypoints"], np.float32)[:, :h, :w],
                 np.asarray(out["limbs"], np.float32)[:, :h, :w])
@@ -167,8 +137,8 @@ class Predictor:
         timings["network"] += time.perf_counter() - start
         if not self.params.flip:
             return heat[0], limbs[0]
-        heat_m = heat[1][:, ::-1][:, :, self.skeleton.keypoint_channel_flip]
-        limbs_m = limbs[1][:, ::-1][:, :, self.skeleton.limb_flip]
+        heat_m = flip_back(heat[1], self.skeleton.keypoint_channel_flip)
+        limbs_m = flip_back(limbs[1], self.skeleton.limb_flip)
         return 0.5 * (heat[0] + heat_m), 0.5 * (limbs[0] + limbs_m)
 
     def predict_maps(self, image):
@@ -200,8 +170,13 @@ class Predictor:
         n = float(len(p.scales))
         return heat_sum / n, limb_sum / n, (wb / width, hb / height)
 
-    def predict(self, image) -> list[Pose]:
-        """People in ``image`` (BGR; grayscale, alpha and 16-bit are converted), in original pixels, best first."""
+    def predict(self, image, boxes=None, box_scores=None) -> list[Pose]:
+        """People in ``image`` (BGR; grayscale, alpha and 16-bit are converted), in original pixels, best first.
+
+        A bottom-up model finds every person itself: ``boxes`` must be None.
+        """
+        if boxes is not None:
+            raise ValueError("a bottom-up model finds people itself: person boxes are for top-down models")
         heat, limbs, (fx, fy) = self.predict_maps(image)
         poses, timings = decode_maps(heat, limbs, self.skeleton, self.stride, self.params)
         self.last_timings["resize"] += timings["resize"]

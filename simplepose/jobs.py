@@ -1,0 +1,92 @@
+"""What the scripts run, one function per job: evaluate a saved model or the oracle, draw the people of an image.
+
+Each job checks its inputs before the slow part starts (a bad annotation file fails before the network
+runs) and raises ``simplepose.errors`` exceptions with one-line messages naming the file and the problem.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from simplepose import atomic
+from simplepose.config import load_config
+from simplepose.data.codecs import read_image
+from simplepose.data.coco import load_coco
+from simplepose.errors import ConfigError, DataError
+from simplepose.methods import get_method, method_for_config
+from simplepose.predictor import as_bgr_uint8, load_predictor
+
+LOG = logging.getLogger(__name__)
+
+
+def evaluate_model(weights, ann_file, image_dir, *, config=None, overrides=(), scales=None, flip=None,
+                   boxes_file=None, limit=None, out_dir=None, progress: bool = True) -> dict:
+    """COCO keypoint metrics of a saved model on an annotation file (its method's evaluation).
+
+    Args:
+        weights: the ``.keras`` model file.
+        ann_file, image_dir: COCO person keypoints JSON and its image folder.
+        config, overrides, scales, flip: inference settings over the model's own (see
+            ``simplepose.predictor.load_predictor``).
+        boxes_file: person boxes as COCO detection results, for methods that take boxes (default: the
+            ground-truth boxes).
+        limit: the first ``limit`` images only. out_dir: where ``results.json`` and ``metrics.json`` go.
+    """
+    _check_limit(limit)
+    if image_dir is None or not os.path.isdir(image_dir):
+        raise DataError(f"{image_dir}: image folder not found")
+    if boxes_file is not None and not os.path.isfile(boxes_file):
+        raise DataError(f"{boxes_file}: boxes file not found")
+    coco = load_coco(ann_file)
+    predictor = load_predictor(weights, config=config, overrides=overrides, scales=scales, flip=flip)
+    method = get_method(predictor.meta.method)
+    return method.evaluate(predictor, coco, image_dir, boxes_file=boxes_file, limit=limit, out_dir=out_dir,
+                           progress=progress)
+
+
+def evaluate_oracle(ann_file, *, config=None, overrides=(), scales=None, flip=None, limit=None, out_dir=None,
+                    progress: bool = True) -> dict:
+    """The encoding + decoding ceiling of the method of ``config`` on an annotation file (no images, no model)."""
+    _check_limit(limit)
+    cfg = load_config(config, overrides)
+    method = method_for_config(cfg)
+    cfg = cfg.with_overrides(method.tta_overrides(scales, flip))
+    coco = load_coco(ann_file)
+    return method.oracle_evaluate(coco, cfg, out_dir=out_dir, limit=limit, progress=progress)
+
+
+def draw_image(weights, image_path, out_path, *, json_path=None, config=None, overrides=(), scales=None, flip=None,
+               boxes=None) -> dict:
+    """The people of one image file, drawn into ``out_path`` (PNG/JPEG by extension) and optionally as JSON.
+
+    Args:
+        boxes: ``(N, 4)`` COCO ``[x, y, w, h]`` person boxes for methods that take boxes (None: the whole
+            image is one box); an error for methods that find people themselves.
+
+    Returns:
+        ``{"image", "width", "height", "poses": [Pose.to_dict, ...]}`` (what ``json_path`` receives) plus
+        ``"method"`` and ``"whole_image_box"`` (a box-taking method ran on the whole image).
+    """
+    from simplepose.visualize import draw_poses, write_image
+
+    for path in (out_path, json_path):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):
+            raise DataError(f"{path}: folder {folder} does not exist")
+    image = as_bgr_uint8(read_image(image_path, orient=True))
+    predictor = load_predictor(weights, config=config, overrides=overrides, scales=scales, flip=flip)
+    method = get_method(predictor.meta.method)
+    if boxes and not method.takes_boxes:
+        raise ConfigError(f"person boxes (--box) are for top-down models; {weights} is a {method.name} model")
+    poses = predictor.predict(image, boxes or None)
+    write_image(out_path, draw_poses(image, poses, predictor.skeleton))
+    found = {"image": os.fspath(image_path), "width": image.shape[1], "height": image.shape[0],
+             "poses": [pose.to_dict(predictor.skeleton) for pose in poses]}
+    if json_path:
+        atomic.write_json(json_path, found, indent=1)
+    return dict(found, method=method.name, whole_image_box=method.takes_boxes and not boxes)
+
+
+def _check_limit(limit) -> None:
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit}: must be >= 1")

@@ -1,0 +1,1 @@
+"""Command-line tools that live in the package (``python -m simplepose.tools.NAME``)."""

@@ -1,0 +1,1 @@
+"""Top-down Simple Baselines + attention: one heatmap per keypoint for each person box's crop."""
