@@ -8,7 +8,6 @@ from simplepose.headmeta import HeadMeta
 from simplepose.models.stages import ConvFactory, model3_stage, openpose_stage
 from simplepose.models.vgg_backbone import CaffePreprocess, scaled, vgg19_trunk
 
-ARCHITECTURES = ("model3", "openpose")
 
 
 @keras.saving.register_keras_serializable(package="simplepose")
@@ -42,16 +41,15 @@ class SimplePoseNet(keras.Model):
     def __init__(self, num_limbs, num_keypoint_channels, num_stages=3, architecture="model3",
                  width_multiplier=1.0, backbone_width_multiplier=1.0, weight_decay=5e-4,
                  kernel_init="gaussian", seed=None, head_meta=None, **kwargs):
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
+        if architecture not in HEADS:
+            raise ValueError(f"unknown architecture {architecture!r}; expected one of {', '.join(HEADS)}")
         conv = ConvFactory(weight_decay, kernel_init, seed)
         image = keras.Input((None, None, 3), dtype="float32", name="image")
         x = CaffePreprocess(name="preprocess", dtype="float32")(image)
         feats = vgg19_trunk(x, conv, backbone_width_multiplier)
         c = conv(feats["conv4_2"], scaled(256, width_multiplier), 3, "conv4_3_CPM")
         c = conv(c, scaled(128, width_multiplier), 3, "conv4_4_CPM")
-        build = _model3_heads if architecture == "model3" else _openpose_heads
-        outputs = build(conv, feats, c, num_limbs, num_keypoint_channels, num_stages, width_multiplier)
+        outputs = HEADS[architecture](conv, feats, c, num_limbs, num_keypoint_channels, num_stages, width_multiplier)
         super().__init__(inputs=image, outputs=outputs, **kwargs)
         self.num_limbs = num_limbs
         self.num_keypoint_channels = num_keypoint_channels
@@ -137,3 +135,7 @@ def _openpose_heads(conv, feats, c, num_limbs, num_kp, num_stages, width):
         outputs[f"stage_{t}"] = {"limbs": p_l, "keypoints": p_k}
         x = layers.Concatenate(name=f"stage{t + 1}_input")([p_l, p_k, c])
     return outputs
+
+
+#: The stage layouts by architecture name: model3 (spec 4.2) and the CMU/OpenPose style (spec 4.3).
+HEADS = {"model3": _model3_heads, "openpose": _openpose_heads}
