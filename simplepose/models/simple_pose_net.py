@@ -9,7 +9,6 @@ from simplepose.models.stages import ConvFactory, model3_stage, openpose_stage
 from simplepose.models.vgg_backbone import CaffePreprocess, scaled, vgg19_trunk
 
 
-
 @keras.saving.register_keras_serializable(package="simplepose")
 class SimplePoseNet(keras.Model):
     """Bottom-up pose network: float32 BGR 0..255 image in, one ``{"limbs", "keypoints"}`` dict per stage out.

@@ -247,7 +247,7 @@ def samples_from_config(cfg, ann_file, image_dir, *, training: bool) -> TopDownS
 
 
 def build_topdown_dataset(samples: TopDownSamples, batch_size: int, *, training: bool, seed: int = 0,
-                          group_by_image: bool = False, num_workers: int = 0):
+                          group_by_image: bool = False, num_workers: int = 0, prefetch: int = 4):
     """A ``tf.data.Dataset`` of :class:`CropStream` batches ``(crops uint8 (B, H, W, 3), {"heatmaps": (B, h, w,
     K)}, {"heatmaps": weights (B, 1, 1, K)})``.
 
@@ -255,7 +255,8 @@ def build_topdown_dataset(samples: TopDownSamples, batch_size: int, *, training:
     ``seed``); evaluation is one pass in file order with every sample.
     """
     return stream.tf_dataset(CropStream(samples, train=training, seed=seed, group_by_image=group_by_image),
-                             batch_size, num_workers=num_workers, name=f"{len(samples)} top-down crops")
+                             batch_size, num_workers=num_workers, prefetch=prefetch,
+                             name=f"{len(samples)} top-down crops")
 
 
 def topdown_py_dataset(samples: TopDownSamples, batch_size: int, *, training: bool, seed: int = 0,

@@ -86,7 +86,8 @@ class TopDown(Method):
 
         kwargs = dict(training=train, seed=seed, group_by_image=cfg.data.group_by_image)
         if keras.backend.backend() == "tensorflow":
-            return build_topdown_dataset(data.source, global_batch, num_workers=cfg.data.workers, **kwargs)
+            return build_topdown_dataset(data.source, global_batch, num_workers=cfg.data.workers,
+                                         prefetch=cfg.data.prefetch, **kwargs)
         return topdown_py_dataset(data.source, global_batch, **kwargs)
 
     def build_model(self, cfg, *, load_weights: bool = True):
