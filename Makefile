@@ -32,8 +32,8 @@ lint: venv
 # The whole job on the synthetic default, through the four real entry points (about 9 min on 2 CPU cores).
 quickstart: venv
 	@start=$$(date +%s); set -e; \
-	$(PY) -m simplepose.tools.synthetic $(QS)/data/train --num-images 200 --seed 1; \
-	$(PY) -m simplepose.tools.synthetic $(QS)/data/val --num-images 40 --seed 2; \
+	$(PY) -m simplepose synthetic $(QS)/data/train --num-images 200 --seed 1; \
+	$(PY) -m simplepose synthetic $(QS)/data/val --num-images 40 --seed 2; \
 	$(PY) training/coco_masks_hdf5.py --annotations $(QS)/data/train/annotations.json \
 		--images $(QS)/data/train/images --out $(QS)/train.h5; \
 	$(PY) training/coco_masks_hdf5.py --annotations $(QS)/data/val/annotations.json \

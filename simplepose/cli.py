@@ -22,8 +22,9 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """Keeps the description's line breaks (examples) and shows defaults."""
 
 
-def make_parser(doc: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=doc, formatter_class=_HelpFormatter)
+def make_parser(doc: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """A parser with ``--version`` and ``--log-level``; ``prog`` names the command in usage lines."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"simplepose {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="logging verbosity")
@@ -66,10 +67,10 @@ def run_main(main):
     """
 
     @functools.wraps(main)
-    def wrapper(argv=None):
+    def wrapper(argv=None, prog=None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
-            return main(argv)
+            return main(argv) if prog is None else main(argv, prog)
         except SimplePoseError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

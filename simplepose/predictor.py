@@ -59,8 +59,10 @@ class Predictor(abc.ABC):
 
     @classmethod
     def from_model(cls, model, config=None, overrides=(), *, scales=None, flip=None) -> "Predictor":
-        """The predictor of an in-memory model that carries its head contract (or given ``config``)."""
-        meta, cfg, method = resolve_contract(model, config=config, overrides=overrides, scales=scales, flip=flip)
+        """The predictor of an in-memory Keras model that carries its head contract (or given ``config``)."""
+        meta = _contract_of(model)
+        meta, cfg, method = resolve_contract(model, meta, config=config, overrides=overrides, scales=scales,
+                                             flip=flip)
         return method.make_predictor(model, meta, cfg)
 
 
@@ -68,7 +70,8 @@ def load_predictor(path, *, config=None, overrides=(), scales=None, flip=None) -
     """Load a saved model and make its method's predictor, with the model's own inference settings.
 
     Args:
-        path: a ``.keras`` model file.
+        path: a model in any format: ``.keras``, a SavedModel folder, ``.onnx`` or ``.tflite``
+            (``simplepose.runtime.open_model``); ONNX and LiteRT files run without TensorFlow or Keras.
         config: optional YAML config: its inference settings replace the model's (what the model fixes
             must agree); models saved without a head contract need it, or a ``config.yaml`` beside them.
         overrides: ``section.key=value`` inference settings, applied after ``config``.
@@ -79,29 +82,34 @@ def load_predictor(path, *, config=None, overrides=(), scales=None, flip=None) -
         ModelFileError: unreadable file, no contract and no config, outputs that do not match the contract.
         ConfigError: a config or override that changes what the model fixes, or a bad value.
     """
-    from simplepose.models.loading import load_model
+    from simplepose.runtime import open_model
 
-    model = load_model(path)
-    meta, cfg, method = resolve_contract(model, path=path, config=config, overrides=overrides, scales=scales,
+    model, meta = open_model(path)
+    meta, cfg, method = resolve_contract(model, meta, path=path, config=config, overrides=overrides, scales=scales,
                                          flip=flip)
     predictor = method.make_predictor(model, meta, cfg)
-    LOG.info("loaded %s: %s model (%s), skeleton %s, stride %d", path, meta.method, meta.architecture,
-             meta.skeleton.name, meta.stride)
+    LOG.info("loaded %s: %s model (%s, %s), skeleton %s, stride %d", path, meta.method, meta.architecture,
+             getattr(model, "format", "keras"), meta.skeleton.name, meta.stride)
     return predictor
 
 
-def resolve_contract(model, *, path=None, config=None, overrides=(), scales=None, flip=None):
-    """The head contract of ``model``, the config of the settings to use, and its method.
+def _contract_of(model):
+    try:
+        return HeadMeta.of_model(model)
+    except ValueError as e:
+        raise ModelFileError(f"model: {e}") from None
+
+
+def resolve_contract(model, meta, *, path=None, config=None, overrides=(), scales=None, flip=None):
+    """The contract to use for ``model`` (``meta``, what it carries, or its run's config), the config of the
+    settings to use, and its method.
 
     Returns:
         ``(HeadMeta, Config, Method)``.
     """
     from simplepose.methods import get_method, method_for_config
+    from simplepose.runtime import Runner
 
-    try:
-        meta = HeadMeta.of_model(model)
-    except ValueError as e:
-        raise ModelFileError(f"{path or 'model'}: {e}") from None
     if meta is None:
         cfg_path = config or (saved_config_path(path) if path is not None else None)
         if cfg_path is None:
@@ -122,7 +130,13 @@ def resolve_contract(model, *, path=None, config=None, overrides=(), scales=None
             raise ModelFileError(f"{path or 'model'}: {e}") from None
         overrides = list(overrides) + method.tta_overrides(scales, flip)
         cfg = _settings_config(meta, method, config, overrides)
-    method.check_model(model, meta)
+    if isinstance(model, Runner):
+        missing = [name for name, _ in meta.outputs if name not in model.output_names]
+        if missing:
+            raise ModelFileError(f"{path or 'model'}: the {model.format} model has outputs {list(model.output_names)}"
+                                 f" but its contract needs {[name for name, _ in meta.outputs]}")
+    else:
+        method.check_model(model, meta)
     return meta, cfg, method
 
 

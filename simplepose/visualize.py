@@ -1,4 +1,4 @@
-"""Drawing poses on images: one colour per limb type, keypoints as dots (no GUI calls)."""
+"""Drawing poses on images (one colour per limb type, keypoints as dots) and training samples; no GUI calls."""
 from __future__ import annotations
 
 import colorsys
@@ -59,3 +59,47 @@ def write_image(path, image) -> None:
     if not ok:
         raise DataError(f"{path}: OpenCV cannot encode an image with this file extension")
     atomic.write_bytes(path, data.tobytes())
+
+
+def _overlay(image, values):
+    """Blend a [0, 1] map (output grid) over the crop as a JET heat overlay."""
+    size = image.shape[0]
+    up = cv2.resize(values.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap(np.clip(up * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    alpha = np.clip(up, 0, 1)[..., None] * 0.7
+    return (image * (1 - alpha) + heat * alpha).astype(np.uint8)
+
+
+def draw_people(image, keypoints, skeleton):
+    """Limbs as lines, keypoints as dots (filled = visible, ring = occluded); left side green, right blue."""
+    out = image.copy()
+    for person in keypoints:
+        for a, b in skeleton.limbs:
+            if person[a, 2] > 0 and person[b, 2] > 0:
+                cv2.line(out, tuple(np.round(person[a, :2]).astype(int)), tuple(np.round(person[b, :2]).astype(int)),
+                         (0, 255, 255), 1, cv2.LINE_AA)
+        for name, (x, y, v) in zip(skeleton.keypoints, person):
+            if v > 0:
+                color = (0, 200, 0) if name.startswith("left") else (255, 80, 0) if name.startswith("right") \
+                    else (0, 0, 255)
+                cv2.circle(out, (int(round(x)), int(round(y))), 3, color, -1 if v >= 2 else 1, cv2.LINE_AA)
+    return out
+
+
+def sample_panels(image, keypoints, targets, skeleton) -> np.ndarray:
+    """Four panels of a training sample: the crop with its people | keypoint heatmaps (max over channels) |
+    limb maps (max over channels) | the loss mask (red = not supervised).
+
+    Shapes: ``image (S, S, 3)`` uint8, ``keypoints (N, K, 3)`` crop pixels, ``targets`` as
+    ``render_targets`` gives them -> ``(S, 4 * S, 3)`` uint8 BGR.
+    """
+    k = skeleton.num_keypoints
+    unsupervised = _upsample(1.0 - targets["mask"][..., 0], image.shape[0])[..., None] * 0.6
+    masked = (image * (1 - unsupervised) + np.array([0, 0, 255]) * unsupervised).astype(np.uint8)
+    return np.concatenate([draw_people(image, keypoints, skeleton),
+                           _overlay(image, targets["keypoints"][..., :k].max(axis=-1)),
+                           _overlay(image, targets["limbs"].max(axis=-1, initial=0.0)), masked], axis=1)
+
+
+def _upsample(values, size):
+    return cv2.resize(values.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)

@@ -1,59 +1,8 @@
 #!/usr/bin/env python
-"""COCO keypoint evaluation of a trained model (multi-scale, flip) or, with --oracle, of the decoder on true maps.
-
-A model is evaluated with the inference settings it was trained with (stored in the model file); --scales,
---flip/--no-flip, --config and --set change them. Top-down models use the ground-truth person boxes unless
---boxes gives a detector's.
-
-Examples:
-    python testing/evaluation.py --weights runs/vgg19_368/model.keras \\
-        --annotations coco/annotations/person_keypoints_val2017.json --images coco/val2017 \\
-        --scales 0.5 1 1.5 2 --flip --out runs/vgg19_368/eval
-    python testing/evaluation.py --oracle --annotations coco/annotations/person_keypoints_val2017.json
-"""
+"""COCO keypoint AP of a model, or of the decoder on true maps: ``simplepose evaluate``. ``--help``: the options."""
 import sys
 
-from simplepose import cli
-
-
-def parse_args(argv):
-    parser = cli.make_parser(__doc__)
-    parser.add_argument("--annotations", required=True, metavar="JSON", help="COCO person keypoints JSON")
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--weights", metavar="MODEL.keras", help="trained model to evaluate")
-    mode.add_argument("--oracle", action="store_true", help="decode ground-truth maps rendered by the training "
-                      "target code of --config's method (no images or weights)")
-    parser.add_argument("--images", metavar="DIR", help="image folder (required with --weights)")
-    cli.add_tta_args(parser)
-    parser.add_argument("--boxes", metavar="JSON", help="top-down: person boxes as COCO detection results "
-                        "(default: ground-truth boxes)")
-    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
-    parser.add_argument("--out", metavar="DIR", help="write results.json and metrics.json here")
-    cli.add_config_args(parser, model=True)
-    args = parser.parse_args(argv)
-    if args.weights and not args.images:
-        parser.error("--images is required with --weights")
-    return args
-
-
-@cli.run_main
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    cli.setup_logging(args.log_level)
-    from simplepose import evaluation, jobs
-
-    tta = dict(scales=args.scales, flip=args.flip, limit=args.limit, out_dir=args.out)
-    if args.oracle:
-        metrics = jobs.evaluate_oracle(args.annotations, config=args.config, overrides=args.overrides, **tta)
-    else:
-        metrics = jobs.evaluate_model(args.weights, args.annotations, args.images, config=args.config,
-                                      overrides=args.overrides, boxes_file=args.boxes, **tta)
-    print(evaluation.format_summary(metrics))
-    print(evaluation.format_timing(metrics["timing"]))
-    if args.out:
-        print(f"results and metrics in {args.out}")
-    return 0
-
+from simplepose.commands.evaluate import main
 
 if __name__ == "__main__":
     sys.exit(main())

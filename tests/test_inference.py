@@ -154,7 +154,7 @@ def test_padding_buckets_avoid_retracing():
     predictor = BottomUpPredictor(fake_keras_model(SKELETON), SKELETON)
     for w in (300, 310, 330):  # input widths 304, 312, 328 pad to the 64-multiples 320, 320, 384
         predictor.predict(smooth_image(368, w, 2))
-    assert predictor._call.experimental_get_tracing_count() == 2
+    assert predictor.runner._call.experimental_get_tracing_count() == 2
 
 
 def test_scaled_input_size_and_back_projection():

@@ -192,7 +192,7 @@ def test_global_batch_splits_over_two_replicas(tiny_hdf5):
 
 
 def test_show_writes_pngs(tiny_hdf5, tmp_path):
-    from simplepose.tools import show
+    from simplepose.commands import show
 
     assert show.main([str(tiny_hdf5), "--out", str(tmp_path), "-n", "2", "--set", "data.input_size=128"]) == 0
     files = sorted(tmp_path.glob("*.png"))

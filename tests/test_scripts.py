@@ -13,8 +13,11 @@ ENTRY_POINTS = [
     ["training/train_pose.py"],
     ["testing/evaluation.py"],
     ["demo_image.py"],
-    ["-m", "simplepose.tools.synthetic"],
-    ["-m", "simplepose.tools.show"],
+    ["-m", "simplepose", "synthetic"],
+    ["-m", "simplepose", "show"],
+    ["-m", "simplepose", "export"],
+    ["-m", "simplepose.export"],
+    ["-m", "simplepose", "predict"],
 ]
 
 

@@ -12,7 +12,7 @@ from pycocotools.cocoeval import COCOeval
 
 from simplepose.data import stick_people
 from simplepose.data.stick_people import LIMB_COLOURS
-from simplepose.tools import synthetic as synthetic_tool
+from simplepose.commands import synthetic as synthetic_tool
 from simplepose.data.synthetic import CASES, make_synthetic_coco
 from simplepose.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 

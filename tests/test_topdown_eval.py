@@ -161,7 +161,7 @@ class _CentrePredictor:
         self.maps = render_heatmaps(np.array([[(w - 1) / 2, (h - 1) / 2, 2]] * 17, np.float32), (h // 4, w // 4),
                                     (h, w))[0]
 
-    def predict_on_batch(self, crops):
+    def __call__(self, crops, training=False):
         return {"heatmaps": np.repeat(self.maps[None], len(crops), axis=0)}
 
 

@@ -1,20 +1,17 @@
 """Top-down training through train.fit and training/train_pose.py: run dir, falling loss, resume, evaluation."""
 import csv
 import os
-import sys
 
 import keras
 import pytest
 
 from simplepose import train
+from simplepose.commands import evaluate as evaluation_cli
+from simplepose.commands import train as train_pose
 from simplepose.config import load_config
 from simplepose.run_dir import CSV_FILE, resume_epoch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "training"))
-sys.path.insert(0, os.path.join(REPO, "testing"))
-import evaluation as evaluation_cli  # noqa: E402
-import train_pose  # noqa: E402
 
 TINY = os.path.join(REPO, "configs", "topdown_tiny.yaml")
 BOTTOMUP_TINY = os.path.join(REPO, "configs", "bottomup_tiny.yaml")

@@ -12,12 +12,11 @@ import pytest
 import tensorflow as tf
 
 from simplepose import train
+from simplepose.commands import train as train_pose
 from simplepose.config import load_config
 from simplepose.run_dir import CSV_FILE, prepare_run_dir, resume_epoch, trim_csv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "training"))
-import train_pose  # noqa: E402
 
 TINY = os.path.join(REPO, "configs", "bottomup_tiny.yaml")
 FAST = ["model.num_stages=1", "loss.stage_weights=[1.0]", "train.run_eagerly=true", "train.batch_size=2"]

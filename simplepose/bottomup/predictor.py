@@ -11,6 +11,7 @@ from simplepose.decode import decode, warm_up
 from simplepose.decode.flip import flip_back
 from simplepose.pose import Pose
 from simplepose.predictor import Predictor, as_bgr_uint8
+from simplepose.runtime import KerasRunner, Runner
 
 LOG = logging.getLogger(__name__)
 
@@ -70,8 +71,9 @@ class BottomUpPredictor(Predictor):
     """Multi-person poses from a bottom-up model, with multi-scale and flip test-time augmentation.
 
     Args:
-        model: a Keras model (or any callable) taking float32 BGR 0..255 ``(B, H, W, 3)`` and returning
-            ``{"stage_N": {"keypoints": (B, H/s, W/s, K+1), "limbs": (B, H/s, W/s, L)}}``.
+        model: a ``simplepose.runtime.Runner`` (any saved format), or a Keras model (or any callable) taking
+            BGR 0..255 ``(B, H, W, 3)`` and returning ``{"stage_N": {"keypoints": (B, H/s, W/s, K+1), "limbs":
+            (B, H/s, W/s, L)}}``.
         skeleton: the model's skeleton.
         stride: the model's output stride.
         params: an ``InferenceConfig`` (box size, scales, flip, decoding thresholds).
@@ -92,36 +94,24 @@ class BottomUpPredictor(Predictor):
         self.params = params if params is not None else InferenceConfig()
         self.meta = meta
         self.last_timings = {}
-        self._call = self._make_call(model)
-        self._output_key = meta.output_key if meta is not None else None
+        self.runner = model if isinstance(model, Runner) else KerasRunner(model, meta.output_key if meta else None)
         warm_up(skeleton, self.params)
-
-    @staticmethod
-    def _make_call(model):
-        """``model(x, training=False)`` as a ``tf.function`` under TensorFlow, traced once per padded shape.
-
-        Inputs are padded to shape buckets (``pad_multiple``), so varied image sizes trace a few times
-        only. ``reduce_retracing`` (unknown sizes) is not used: TensorFlow's dilated convolutions
-        (SpaceToBatchND) then fail on some sizes.
-        """
-        import keras
-
-        if keras.backend.backend() == "tensorflow" and isinstance(model, keras.Model):
-            import tensorflow as tf
-
-            return tf.function(lambda x: model(x, training=False))
-        return lambda x: model(x, training=False)
 
     # === Maps ===
     def _network(self, images):
-        """Run the padded batch; return cropped keypoint and limb maps. Shapes: ``(B, hs, ws, 3)`` uint8."""
+        """Run the padded batch; return cropped keypoint and limb maps. Shapes: ``(B, hs, ws, 3)`` uint8.
+
+        Inputs are padded right and bottom to shape buckets (``pad_multiple``), so a traced or compiled
+        network sees few distinct shapes.
+        """
         b, hs, ws, _ = images.shape
         pm = max(int(self.params.pad_multiple), self.stride)
         hp, wp = -(-hs // pm) * pm, -(-ws // pm) * pm
-        batch = np.full((b, hp, wp, 3), 128.0, dtype=np.float32)
+        batch = np.full((b, hp, wp, 3), 128, dtype=np.uint8)
         batch[:, :hs, :ws] = images
-        outputs = self._call(batch)
-        out = outputs[self._output_key] if self._output_key else last_stage(outputs)
+        out = self.runner(batch)
+        if "keypoints" not in out:  # a bare network's per-stage dict
+            out = last_stage(out)
         h, w = hs // self.stride, ws // self.stride
         return (np.asarray(out["keypoints"], np.float32)[:, :h, :w],
                 np.asarray(out["limbs"], np.float32)[:, :h, :w])

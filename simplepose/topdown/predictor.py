@@ -11,6 +11,7 @@ from simplepose.decode.flip import flip_back
 from simplepose.decode.topdown import crop_to_image, decode_heatmaps
 from simplepose.pose import Pose
 from simplepose.predictor import Predictor, as_bgr_uint8
+from simplepose.runtime import KerasRunner, Runner
 from simplepose.topdown.data import PersonInstance, box_to_center_size, clean_box, make_sample
 
 LOG = logging.getLogger(__name__)
@@ -103,11 +104,11 @@ def box_instances(boxes, box_scores, height: int, width: int, num_keypoints: int
             ((clean_box(b, width, height), s) for b, s in zip(boxes, scores)) if b is not None]
 
 
-def crop_predictor(model, batch_size: int = 32):
-    """Wrap a top-down model as ``crops (B, H, W, 3) -> heatmaps (B, h, w, K)`` numpy.
+def crop_predictor(runner, batch_size: int = 32):
+    """Wrap a top-down network as ``crops (B, H, W, 3) uint8 -> heatmaps (B, h, w, K)`` numpy.
 
-    Batches are zero-padded to the next power of two (at most ``batch_size``), so the traced predict
-    function is reused across images with different person counts instead of retraced for each count.
+    Batches are zero-padded to the next power of two (at most ``batch_size``), so a traced or compiled
+    network is reused across images with different person counts instead of retraced for each count.
     """
 
     def predict(crops):
@@ -117,7 +118,7 @@ def crop_predictor(model, batch_size: int = 32):
             padded = min(batch_size, 1 << (len(chunk) - 1).bit_length())
             if padded > len(chunk):
                 chunk = np.concatenate([chunk, np.zeros((padded - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-            parts.append(np.asarray(model.predict_on_batch(chunk)["heatmaps"])[:len(crops[i:i + batch_size])])
+            parts.append(np.asarray(runner(chunk)["heatmaps"], np.float32)[:len(crops[i:i + batch_size])])
         return np.concatenate(parts, axis=0)
 
     return predict
@@ -127,7 +128,8 @@ class TopDownPredictor(Predictor):
     """People in given person boxes, from a top-down model: one crop per box (flip test, rescoring, OKS-NMS).
 
     Args:
-        model: a top-down Keras model (``{"heatmaps": (B, h, w, K)}`` from ``(B, H, W, 3)`` crops).
+        model: a ``simplepose.runtime.Runner`` (any saved format) or a top-down Keras model (or any callable)
+            giving ``{"heatmaps": (B, h, w, K)}`` for ``(B, H, W, 3)`` crops.
         skeleton: the model's skeleton (K keypoints).
         stride: crop pixels per heatmap cell.
         params: a ``TopDownConfig`` (crop size, box scale, flip test and shift, rescoring, OKS-NMS).
@@ -143,7 +145,8 @@ class TopDownPredictor(Predictor):
         self.model, self.skeleton, self.stride, self.meta = model, skeleton, int(stride), meta
         self.params = params if params is not None else TopDownConfig()
         self.last_timings = {}
-        self._predict = crop_predictor(model, batch_size)
+        self.runner = model if isinstance(model, Runner) else KerasRunner(model)
+        self._predict = crop_predictor(self.runner, batch_size)
 
     def predict(self, image, boxes=None, box_scores=None) -> list[Pose]:
         """People in ``boxes`` of ``image`` (None: the whole image is one box), best first, in image pixels."""

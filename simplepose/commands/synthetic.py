@@ -1,13 +1,12 @@
 """Write a synthetic COCO person-keypoints dataset of stick people (annotations.json + images/).
 
 Example:
-    python -m simplepose.tools.synthetic data/synthetic_train --num-images 200 --seed 1
+    simplepose synthetic data/synthetic_train --num-images 200 --seed 1
 """
 from __future__ import annotations
 
 import logging
 import pathlib
-import sys
 
 from simplepose import cli
 from simplepose.data.synthetic import make_synthetic_coco
@@ -16,8 +15,8 @@ LOG = logging.getLogger(__name__)
 
 
 @cli.run_main
-def main(argv=None) -> int:
-    parser = cli.make_parser(__doc__)
+def main(argv=None, prog=None) -> int:
+    parser = cli.make_parser(__doc__, prog)
     parser.add_argument("out", help="output directory")
     parser.add_argument("--num-images", type=int, default=12, help="number of images")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
@@ -37,7 +36,3 @@ def main(argv=None) -> int:
         raise cli.UserError(str(e)) from None
     LOG.info("wrote %s: %s", result.ann_file, result.summary())
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

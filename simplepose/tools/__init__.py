@@ -1,1 +1,0 @@
-"""Command-line tools that live in the package (``python -m simplepose.tools.NAME``)."""
