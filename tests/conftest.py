@@ -9,6 +9,14 @@ import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 COCO_MINI = REPO.parent / "shared" / "data" / "coco-mini"
+#: Inference settings that differ from the defaults, so a model used without them would predict otherwise.
+BOTTOMUP_RUN = ["model.num_stages=1", "loss.stage_weights=[1.0]", "train.run_eagerly=true", "train.batch_size=2",
+                "train.epochs=1", "train.steps_per_epoch=2", "data.input_size=64", "data.skeleton=coco18_limbs40",
+                "inference.box_size=160", "inference.scales=[0.75, 1.0]", "inference.flip=true",
+                "inference.peak_threshold=0.02", "inference.limb_threshold=0.02", "inference.min_mean_score=0.0",
+                "inference.grouping=published"]
+TOPDOWN_RUN = ["train.run_eagerly=true", "train.epochs=1", "train.steps_per_epoch=2", "topdown.flip_test=false",
+               "topdown.rescore_threshold=0.0", "topdown.oks_nms_threshold=0.5", "topdown.box_scale=1.4"]
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +34,23 @@ def tiny_hdf5(synthetic_coco, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("hdf5") / "synthetic.h5"
     prepare_coco_hdf5(synthetic_coco.ann_file, synthetic_coco.image_dir, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def runs(synthetic_coco, tiny_hdf5, tmp_path_factory):
+    """One tiny run per method, trained two steps on the synthetic data: ``{name: (config, run dir)}``."""
+    from simplepose import train
+    from simplepose.config import load_config
+
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    ann, images = str(synthetic_coco.ann_file), str(synthetic_coco.image_dir)
+    for name, config, extra, data in (("bottomup", "bottomup_tiny.yaml", BOTTOMUP_RUN, (tiny_hdf5, None)),
+                                      ("topdown", "topdown_tiny.yaml", TOPDOWN_RUN, (ann, images))):
+        cfg = load_config(REPO / "configs" / config, extra)
+        train.fit(cfg, root / name, data[0], train_images=data[1], verbose=0)
+        out[name] = (cfg, root / name)
     return out
 
 

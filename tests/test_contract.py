@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from simplepose import jobs, train
+from simplepose import jobs
 from simplepose.config import load_config
 from simplepose.errors import ConfigError, ModelFileError
 from simplepose.headmeta import FORMAT_VERSION, HeadMeta
@@ -18,34 +18,11 @@ from simplepose.predictor import Predictor, load_predictor
 from simplepose.skeleton import SKELETONS, Skeleton, register_skeleton
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BOTTOMUP = os.path.join(REPO, "configs", "bottomup_tiny.yaml")
 TOPDOWN = os.path.join(REPO, "configs", "topdown_tiny.yaml")
-#: Inference settings that differ from the defaults, so a model used without them would predict otherwise.
-BOTTOMUP_RUN = ["model.num_stages=1", "loss.stage_weights=[1.0]", "train.run_eagerly=true", "train.batch_size=2",
-                "train.epochs=1", "train.steps_per_epoch=2", "data.input_size=64", "data.skeleton=coco18_limbs40",
-                "inference.box_size=160", "inference.scales=[0.75, 1.0]", "inference.flip=true",
-                "inference.peak_threshold=0.02", "inference.limb_threshold=0.02", "inference.min_mean_score=0.0",
-                "inference.grouping=published"]
-TOPDOWN_RUN = ["train.run_eagerly=true", "train.epochs=1", "train.steps_per_epoch=2", "topdown.flip_test=false",
-               "topdown.rescore_threshold=0.0", "topdown.oks_nms_threshold=0.5", "topdown.box_scale=1.4"]
 
 
 def _poses(predictor, image, boxes=None):
     return [(round(p.score, 6), np.round(p.keypoints, 3).tolist()) for p in predictor.predict(image, boxes)]
-
-
-@pytest.fixture(scope="module")
-def runs(synthetic_coco, tiny_hdf5, tmp_path_factory):
-    """One tiny trained run per method: ``{name: (config, run dir)}``."""
-    root = tmp_path_factory.mktemp("runs")
-    out = {}
-    ann, images = str(synthetic_coco.ann_file), str(synthetic_coco.image_dir)
-    for name, path, extra, data in (("bottomup", BOTTOMUP, BOTTOMUP_RUN, (tiny_hdf5, None)),
-                                    ("topdown", TOPDOWN, TOPDOWN_RUN, (ann, images))):
-        cfg = load_config(path, extra)
-        train.fit(cfg, root / name, data[0], train_images=data[1], verbose=0)
-        out[name] = (cfg, root / name)
-    return out
 
 
 @pytest.mark.parametrize("name", ["bottomup", "topdown"])

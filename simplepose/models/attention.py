@@ -152,16 +152,20 @@ class HolisticAttention(layers.Layer):
             unit.build(shape)
 
     def attention_map(self, features):
-        """The summed map at the finest scale. Shapes: list as in ``call`` -> ``(B, h_last, w_last, 1)``."""
+        """The summed map at the finest scale. Shapes: list as in ``call`` -> ``(B, h_last, w_last, 1)``.
+
+        Scale i is upsampled by ``2 ** (num_scales - 1 - i)`` (each deconvolution doubles the resolution),
+        so the layer also runs where the spatial size is only known at run time (exported models).
+        """
         h, w = features[-1].shape[1], features[-1].shape[2]
         total = None
-        for unit, x in zip(self.units, features):
+        for i, (unit, x) in enumerate(zip(self.units, features)):
             m = unit(x)
-            fy, fx = h // x.shape[1], w // x.shape[2]
-            if fy * x.shape[1] != h or fx * x.shape[2] != w:
-                raise ValueError(f"scale {tuple(x.shape[1:3])} does not divide the final scale {(h, w)}")
-            if fy > 1 or fx > 1:
-                m = ops.repeat(ops.repeat(m, fy, axis=1), fx, axis=2)
+            f = 2 ** (self.num_scales - 1 - i)
+            if None not in (h, w, x.shape[1], x.shape[2]) and (f * x.shape[1] != h or f * x.shape[2] != w):
+                raise ValueError(f"scale {tuple(x.shape[1:3])} is not the final scale {(h, w)} divided by {f}")
+            if f > 1:
+                m = ops.repeat(ops.repeat(m, f, axis=1), f, axis=2)
             total = m if total is None else total + m
         return total
 
