@@ -70,10 +70,12 @@ class KerasRunner(Runner):
         (SpaceToBatchND) then fail on some sizes.
         """
         keras = sys.modules.get("keras")  # not a Keras model unless Keras is loaded already
-        if keras is not None and isinstance(model, keras.Model) and keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+        if keras is not None and isinstance(model, keras.Model):
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
 
-            return tf.function(lambda x: model(x, training=False))
+                return tf.function(lambda x: model(x, training=False))
+            return model.predict_on_batch  # compiled (jit) on the other backends
         return lambda x: model(x, training=False)
 
     def __call__(self, images):
@@ -138,12 +140,13 @@ class LiteRTRunner(Runner):
     """A LiteRT (``.tflite``) file run by the LiteRT interpreter, with the contract from its model metadata.
 
     Args:
-        threads: interpreter threads (None: LiteRT's default).
+        threads: interpreter threads (None: one per CPU core).
     """
 
     format = "litert"
 
     def __init__(self, path, threads=None):
+        threads = threads or os.cpu_count() or 1
         _import("ai_edge_litert", "litert", path)
         from ai_edge_litert.interpreter import Interpreter
 

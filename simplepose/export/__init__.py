@@ -12,6 +12,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -118,10 +119,9 @@ def calibration_batches(model, image_paths, *, limit: int = 32, config=None, ove
 
     from simplepose.data.codecs import read_image
     from simplepose.predictor import resolve_contract
-    from simplepose.runtime import KerasRunner, Runner
+    from simplepose.runtime import Runner
 
     model, meta = _load(model)
-    keras_runner = KerasRunner(model, meta.output_key)
     batches = []
 
     class Capture(Runner):
@@ -131,7 +131,9 @@ def calibration_batches(model, image_paths, *, limit: int = 32, config=None, ove
 
         def __call__(self, images):
             batches.extend(np.ascontiguousarray(images[i:i + 1]) for i in range(len(images)))
-            return keras_runner(images)
+            out = model(images, training=False)  # eager: calibration images differ in size, no retracing
+            out = out[meta.output_key] if meta.output_key is not None else out
+            return {name: np.asarray(out[name]) for name in self.output_names}
 
     meta, cfg, method = resolve_contract(model, meta, config=config, overrides=overrides)
     predictor = method.make_predictor(Capture(), meta, cfg)
@@ -176,9 +178,50 @@ def _convert(flat, meta, fmt: str, path: str, precision: str) -> None:
         _require("tf2onnx", "onnx")
         _require("onnx", "onnx")
     try:
-        flat.export(path, format=_KERAS_FORMATS[fmt], verbose=False, input_signature=spec, **kwargs)
+        with native_dilated_convolutions():
+            flat.export(path, format=_KERAS_FORMATS[fmt], verbose=False, input_signature=spec, **kwargs)
     except Exception as e:  # converters raise anything: report it in one line
         raise ExportError(f"export to {fmt} failed: {type(e).__name__}: {_first_line(e)}") from None
+
+
+@contextlib.contextmanager
+def native_dilated_convolutions():
+    """While tracing for export, 2-D dilated convolutions become one ``Conv2D`` op with ``dilations``.
+
+    Keras' TensorFlow backend calls ``tf.nn.convolution``, which wraps a dilated convolution in
+    ``SpaceToBatchND`` / ``BatchToSpaceND``; with dynamic height and width tf2onnx turns each of those into
+    ~60 shape, slice and concat ops (3,277 nodes for model3, 44 dilated convs) that ONNX Runtime runs
+    slowly. ``tf.nn.conv2d(..., dilations=d)`` computes the same (exactly, checked by the export parity
+    tests) and converts to one ONNX ``Conv``. Other backends and other convolutions are left alone.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import nn as tf_nn
+
+    original = tf_nn.conv
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        rate = (dilation_rate,) * 2 if isinstance(dilation_rate, int) else tuple(dilation_rate)
+        stride = (strides,) * 2 if isinstance(strides, int) else tuple(strides)
+        plain = len(inputs.shape) == 4 and len(rate) == 2 and max(rate) > 1 and inputs.shape[-1] == kernel.shape[-2]
+        plain = plain and (data_format or keras.config.image_data_format()) == "channels_last" and stride == (1, 1)
+        if plain and padding.lower() == "valid":
+            return tf.nn.conv2d(inputs, kernel, 1, "VALID", dilations=list(rate))
+        if plain and padding.lower() == "same" and all(k % 2 for k in kernel.shape[:2]):
+            # explicit symmetric pads: ONNX Runtime has no dilated convolution with auto_pad SAME
+            pads = [[0, 0]] + [[(k - 1) * d // 2] * 2 for k, d in zip(kernel.shape[:2], rate)] + [[0, 0]]
+            return tf.nn.conv2d(inputs, kernel, 1, pads, dilations=list(rate))
+        return original(inputs, kernel, strides, padding, data_format, dilation_rate)
+
+    tf_nn.conv = conv
+    try:
+        yield
+    finally:
+        tf_nn.conv = original
 
 
 def _quantize_onnx(src: str, dst: str, batches) -> str:
