@@ -121,6 +121,13 @@ def test_onnx_and_litert_run_without_tensorflow_or_keras(exported, synthetic_coc
     assert len(done.stdout.strip().splitlines()) == 5
 
 
+def test_a_missing_runtime_is_one_line_naming_the_extra(exported, monkeypatch):
+    for module, fmt, extra in (("onnxruntime", "onnx", "onnx"), ("ai_edge_litert", "litert", "litert")):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+        with pytest.raises(ModelFileError, match=rf"needs {module}, which is not installed .*simplepose\[{extra}\]"):
+            load_predictor(exported["bottomup", fmt])
+
+
 def test_artifacts_without_a_contract_need_a_config(runs, exported, tmp_path):
     import onnx
 
@@ -198,6 +205,18 @@ def test_reduced_precision_exports_stay_close(runs, synthetic_coco, tmp_path, fm
     for key, value in reference(batch).items():
         error = np.abs(np.asarray(runner(batch)[key]) - value).max() / max(float(np.ptp(value)), 1e-6)
         assert error < 0.1, (key, error)
+
+
+def test_dilated_convolutions_export_as_single_onnx_convs(exported):
+    """TensorFlow's space-to-batch form of a dilated conv would add ~60 shape ops per conv to the ONNX graph."""
+    import onnx
+
+    graph = onnx.load(exported["bottomup", "onnx"]).graph
+    ops = {node.op_type for node in graph.node}
+    dilated = [n for n in graph.node if n.op_type == "Conv"
+               and any(a.name == "dilations" and max(a.ints) > 1 for a in n.attribute)]
+    assert dilated and not ops & {"SpaceToDepth", "DepthToSpace", "SpaceToBatchND"}, sorted(ops)
+    assert all(a.name != "auto_pad" or a.s in (b"NOTSET", b"VALID") for n in dilated for a in n.attribute)
 
 
 def test_contract_key_is_in_the_onnx_metadata(exported):

@@ -30,3 +30,19 @@ def test_help_and_version(entry):
         assert done.returncode == 0, done.stderr
         assert expect in done.stdout
         assert "Traceback" not in done.stderr
+        if flag == "--help":
+            assert "Example" in done.stdout and "simplepose " in done.stdout  # every command shows an example
+
+
+def test_the_simplepose_command_lists_and_dispatches(capsys):
+    from simplepose.commands import COMMANDS, main
+
+    assert main([]) == 2 and "commands:" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in COMMANDS)
+    assert main(["frobnicate"]) == 2 and "unknown command 'frobnicate'" in capsys.readouterr().err
+    assert main(["--version"]) == 0 and simplepose.__version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--help"])
+    assert e.value.code == 0 and "usage: simplepose predict" in capsys.readouterr().out
