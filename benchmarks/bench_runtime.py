@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Inference latency per runtime: Keras (TensorFlow, JAX), ONNX Runtime, LiteRT, float32 and reduced precision.
+"""Inference latency per runtime (Keras on TensorFlow and JAX, ONNX Runtime, LiteRT, OpenVINO), reduced precision.
 
 For the quickstart model and the published model3 (random weights: ImageNet weights change no timing), at
 one scale of ``--size`` px, batch 1: the network alone on a fixed image (median of ``--repeats`` after two
@@ -7,9 +7,9 @@ warm-up calls) and end to end (read + resize + network + decode, median over ``-
 ratio to Keras-TensorFlow measured in this run. Efficiency = network FLOPs (TensorFlow's profiler) / time /
 the machine's float32 matmul rate (numpy, 2048x2048, all cores): 1.0 is the float32 floor. Reduced
 precision: LiteRT float16 and dynamic-range int8, ONNX static int8 (calibrated on ``--calibration``
-images; report on held-out ``--images``), each with its AP on ``--annotations`` (the quickstart model at
-its own settings) next to float32's. Keras-JAX runs in a subprocess (``KERAS_BACKEND=jax``).
-Last stdout line: one JSON object.
+images; report on held-out ``--images``), OpenVINO bfloat16 arithmetic, each with its AP on
+``--annotations`` (the quickstart model at its own settings) next to float32's. Keras-JAX runs in a
+subprocess (``KERAS_BACKEND=jax``). Last stdout line: one JSON object.
 
 Example:
     python benchmarks/bench_runtime.py --quickstart quickstart/run/model.keras \\
@@ -17,6 +17,7 @@ Example:
         --calibration quickstart/data/train/images --work /tmp/bench_runtime
 """
 import glob
+import importlib.util
 import json
 import os
 import statistics
@@ -30,7 +31,8 @@ from simplepose import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: (format, precision) variants exported and timed, after Keras itself.
-VARIANTS = (("onnx", "float32"), ("litert", "float32"), ("onnx", "int8"), ("litert", "float16"), ("litert", "int8"))
+VARIANTS = (("onnx", "float32"), ("litert", "float32"), ("openvino", "float32"), ("onnx", "int8"),
+            ("litert", "float16"), ("litert", "int8"), ("openvino", "bfloat16"))
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -97,11 +99,13 @@ def jax_worker(path, size: int, repeats: int) -> float:
 
 
 def export_variants(keras_path, work, name, calibration):
-    from simplepose.export import export_model
+    from simplepose.export import EXTENSIONS, export_model
 
     out = {}
     for fmt, precision in VARIANTS:
-        path = os.path.join(work, f"{name}_{precision}{'.onnx' if fmt == 'onnx' else '.tflite'}")
+        if fmt == "openvino" and importlib.util.find_spec("openvino") is None:
+            continue
+        path = os.path.join(work, f"{name}_{fmt}_{precision}{EXTENSIONS[fmt]}")
         result = export_model(keras_path, fmt, path, precision=precision,
                               calibration=calibration if precision == "int8" and fmt == "onnx" else None)
         out[fmt, precision] = {"path": path, "export_s": round(result.seconds, 1), "mb": round(result.bytes / 1e6, 2)}

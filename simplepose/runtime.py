@@ -23,9 +23,11 @@ LOG = logging.getLogger(__name__)
 CONTRACT_KEY = "simplepose.head_meta"
 #: File of the head contract inside an exported SavedModel folder.
 SAVED_MODEL_CONTRACT = os.path.join("assets", "simplepose_head_meta.json")
+#: Where an OpenVINO model keeps the contract and the arithmetic precision chosen at export (``rt_info`` paths).
+OPENVINO_KEYS = {"contract": ("simplepose", "head_meta"), "precision": ("simplepose", "inference_precision")}
 #: Formats by what a path looks like; the extra that installs each runtime.
-FORMATS = {"keras": ".keras", "saved_model": "folder", "onnx": ".onnx", "litert": ".tflite"}
-EXTRAS = {"onnx": ("onnxruntime", "onnx"), "litert": ("ai_edge_litert", "litert")}
+FORMATS = {"keras": ".keras", "saved_model": "folder", "onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
+EXTRAS = {"onnx": ("onnxruntime", "onnx"), "litert": ("ai_edge_litert", "litert"), "openvino": ("openvino", "openvino")}
 
 
 class Runner(abc.ABC):
@@ -166,6 +168,37 @@ class LiteRTRunner(Runner):
         return self.runner(**{self.input_name: np.ascontiguousarray(images)})
 
 
+class OpenVINORunner(Runner):
+    """An OpenVINO model (``.xml`` + ``.bin``) compiled for the CPU, with the contract from its ``rt_info``.
+
+    The arithmetic precision is the one chosen at export (``float32`` unless exported as ``bfloat16``):
+    OpenVINO would otherwise pick bfloat16 by itself on CPUs that have it.
+    """
+
+    format = "openvino"
+
+    def __init__(self, path):
+        ov = _import("openvino", "openvino", path)
+        core = ov.Core()
+        try:
+            model = core.read_model(os.fspath(path))
+        except Exception as e:  # noqa: BLE001  (OpenVINO raises RuntimeError subclasses)
+            raise ModelFileError(f"{path}: not an OpenVINO model ({_first_line(e)})") from None
+        keys = {name: list(key) for name, key in OPENVINO_KEYS.items()}
+        self.meta = _meta(path, model.get_rt_info(keys["contract"]).astype(str)) \
+            if model.has_rt_info(keys["contract"]) else None
+        precision = model.get_rt_info(keys["precision"]).astype(str) if model.has_rt_info(keys["precision"]) \
+            else "float32"
+        hint = {"float32": "f32", "bfloat16": "bf16"}.get(precision, "f32")
+        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        self.request = self.compiled.create_infer_request()
+        self.output_names = tuple(o.get_any_name() for o in self.compiled.outputs)
+
+    def __call__(self, images):
+        result = self.request.infer({0: np.ascontiguousarray(images)})
+        return {o.get_any_name(): np.asarray(result[o]) for o in self.compiled.outputs}
+
+
 def litert_metadata(data: bytes) -> dict:
     """``{name: bytes}`` of the metadata entries of a LiteRT flatbuffer."""
     from ai_edge_litert import schema_py_generated as schema
@@ -189,8 +222,8 @@ def model_format(path) -> str:
     for name, ending in FORMATS.items():
         if ending.startswith(".") and path.lower().endswith(ending):
             return name
-    raise ModelFileError(f"{path}: unknown model format; expected a .keras, .onnx or .tflite file or a SavedModel "
-                         "folder")
+    raise ModelFileError(f"{path}: unknown model format; expected a .keras, .onnx, .tflite or OpenVINO .xml file or "
+                         "a SavedModel folder")
 
 
 def open_model(path):
@@ -210,7 +243,8 @@ def open_model(path):
 
         model = load_model(path)
         return model, _meta_of(path, model)
-    runner = {"saved_model": SavedModelRunner, "onnx": OnnxRunner, "litert": LiteRTRunner}[fmt](path)
+    runner = {"saved_model": SavedModelRunner, "onnx": OnnxRunner, "litert": LiteRTRunner,
+              "openvino": OpenVINORunner}[fmt](path)
     return runner, runner.meta
 
 

@@ -18,8 +18,9 @@ from simplepose.runtime import CONTRACT_KEY, open_model
 pytest.importorskip("onnxruntime")
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("tf2onnx")
+pytest.importorskip("openvino")
 
-FILES = {"saved_model": "model_sm", "onnx": "model.onnx", "litert": "model.tflite"}
+FILES = {"saved_model": "model_sm", "onnx": "model.onnx", "litert": "model.tflite", "openvino": "model.xml"}
 
 
 @pytest.fixture(scope="module")
@@ -114,15 +115,16 @@ print("NO-TF-OK")
 
 
 def test_onnx_and_litert_run_without_tensorflow_or_keras(exported, synthetic_coco):
-    paths = [str(exported[name, fmt]) for name in ("bottomup", "topdown") for fmt in ("onnx", "litert")]
+    paths = [str(exported[name, fmt]) for name in ("bottomup", "topdown") for fmt in ("onnx", "litert", "openvino")]
     done = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, str(synthetic_coco.ann_file),
                            str(synthetic_coco.image_dir), *paths], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "NO-TF-OK" in done.stdout, done.stderr[-3000:]
-    assert len(done.stdout.strip().splitlines()) == 5
+    assert len(done.stdout.strip().splitlines()) == 7
 
 
 def test_a_missing_runtime_is_one_line_naming_the_extra(exported, monkeypatch):
-    for module, fmt, extra in (("onnxruntime", "onnx", "onnx"), ("ai_edge_litert", "litert", "litert")):
+    for module, fmt, extra in (("onnxruntime", "onnx", "onnx"), ("ai_edge_litert", "litert", "litert"),
+                               ("openvino", "openvino", "openvino")):
         monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
         with pytest.raises(ModelFileError, match=rf"needs {module}, which is not installed .*simplepose\[{extra}\]"):
             load_predictor(exported["bottomup", fmt])
@@ -155,9 +157,10 @@ def test_export_errors_are_one_line_and_leave_nothing(runs, tmp_path, capsys, mo
     with pytest.raises(SystemExit):
         export_cli.main(["--weights", weights, "--format", "torchscript", "--out", str(tmp_path / "m.pt")])
     err = capsys.readouterr().err
-    assert "invalid choice: 'torchscript'" in err and all(f in err for f in ("saved_model", "onnx", "litert"))
+    assert "invalid choice: 'torchscript'" in err
+    assert all(f in err for f in ("saved_model", "onnx", "litert", "openvino"))
     (tmp_path / "m.pt").write_text("not a model")
-    with pytest.raises(ModelFileError, match="unknown model format; expected a .keras, .onnx or .tflite"):
+    with pytest.raises(ModelFileError, match="unknown model format; expected a .keras, .onnx, .tflite or OpenVINO"):
         load_predictor(tmp_path / "m.pt")
 
     def broken(*args, **kwargs):
@@ -184,7 +187,8 @@ def test_reexport_replaces_the_artifact_whole(runs, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt, precision", [("litert", "float16"), ("litert", "int8"), ("onnx", "int8")])
+@pytest.mark.parametrize("fmt, precision", [("litert", "float16"), ("litert", "int8"), ("onnx", "int8"),
+                                            ("openvino", "bfloat16")])
 def test_reduced_precision_exports_stay_close(runs, synthetic_coco, tmp_path, fmt, precision):
     """Reduced precision changes the maps a little (bounds measured on the tiny trained model)."""
     from simplepose.export import calibration_batches
@@ -194,10 +198,10 @@ def test_reduced_precision_exports_stay_close(runs, synthetic_coco, tmp_path, fm
     if fmt == "onnx":
         calibration = calibration_batches(weights, sorted(synthetic_coco.image_dir.iterdir()), limit=8)
         assert all(b.dtype == np.uint8 and b.shape[0] == 1 for b in calibration)
-    out = tmp_path / f"m{'.onnx' if fmt == 'onnx' else '.tflite'}"
+    out = tmp_path / f"m{ {'onnx': '.onnx', 'litert': '.tflite', 'openvino': '.xml'}[fmt]}"
     result = export_model(weights, fmt, out, precision=precision, calibration=calibration)
     full = export_model(weights, fmt, tmp_path / f"full{out.suffix}")
-    assert result.bytes < full.bytes
+    assert result.bytes < full.bytes or precision == "bfloat16"  # bfloat16 is arithmetic, not storage
     runner, meta = open_model(out)
     assert meta.to_json() == load_model(weights).head_meta.to_json()
     reference, _ = open_model(tmp_path / f"full{out.suffix}")

@@ -27,12 +27,13 @@ from simplepose.runtime import CONTRACT_KEY, SAVED_MODEL_CONTRACT
 LOG = logging.getLogger(__name__)
 
 #: Export formats and their reduced precisions (float32 is every format's default).
-PRECISIONS = {"saved_model": ("float32",), "onnx": ("float32", "int8"), "litert": ("float32", "float16", "int8")}
+PRECISIONS = {"saved_model": ("float32",), "onnx": ("float32", "int8"), "litert": ("float32", "float16", "int8"),
+              "openvino": ("float32", "bfloat16")}
 FORMATS = tuple(PRECISIONS)
-#: File extension of each format ("" = a folder).
-EXTENSIONS = {"saved_model": "", "onnx": ".onnx", "litert": ".tflite"}
+#: File extension of each format ("" = a folder; OpenVINO writes its weights beside, as ``.bin``).
+EXTENSIONS = {"saved_model": "", "onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
 #: Keras' names of our formats.
-_KERAS_FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "litert": "litert"}
+_KERAS_FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "litert": "litert", "openvino": "openvino"}
 
 
 class ExportError(SimplePoseError, RuntimeError):
@@ -70,9 +71,12 @@ def export_model(model, fmt: str, out, *, precision: str = "float32", calibratio
     """Export a trained model (a ``.keras`` path or a Keras model carrying its contract) to ``fmt`` at ``out``.
 
     Args:
-        fmt: ``saved_model`` (a folder), ``onnx`` or ``litert`` (``.tflite``).
+        fmt: ``saved_model`` (a folder), ``onnx``, ``litert`` (``.tflite``) or ``openvino`` (``.xml``, its
+            weights in the ``.bin`` beside it).
         precision: ``float32``; ``float16`` or ``int8`` (dynamic-range: int8 weights) for LiteRT; ``int8``
-            for ONNX (static QDQ quantisation of weights and activations, calibrated on ``calibration``).
+            for ONNX (static QDQ quantisation of weights and activations, calibrated on ``calibration``);
+            ``bfloat16`` for OpenVINO (float32 weights, bfloat16 arithmetic on CPUs that have it; float32
+            exports ask OpenVINO for float32 arithmetic, which it would otherwise lower on such CPUs).
         calibration: for ONNX int8, network input batches (uint8 ``(1, H, W, 3)``) to calibrate activation
             ranges on; see :func:`calibration_batches`.
 
@@ -100,7 +104,7 @@ def export_model(model, fmt: str, out, *, precision: str = "float32", calibratio
         _convert(inference_model(model, meta), meta, fmt, staged, precision)
         if fmt == "onnx" and precision == "int8":
             staged = _quantize_onnx(staged, os.path.join(tmp, "int8.onnx"), calibration)
-        _attach_contract(fmt, staged, meta)
+        staged = _attach_contract(fmt, staged, meta, precision)
         _move_into_place(staged, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -177,6 +181,8 @@ def _convert(flat, meta, fmt: str, path: str, precision: str) -> None:
     if fmt == "onnx":
         _require("tf2onnx", "onnx")
         _require("onnx", "onnx")
+    if fmt == "openvino":
+        _require("openvino", "openvino")
     try:
         with native_dilated_convolutions():
             flat.export(path, format=_KERAS_FORMATS[fmt], verbose=False, input_signature=spec, **kwargs)
@@ -252,9 +258,21 @@ def _quantize_onnx(src: str, dst: str, batches) -> str:
     return dst
 
 
-def _attach_contract(fmt: str, path: str, meta) -> None:
-    """Store the head contract inside the artifact at ``path``."""
+def _attach_contract(fmt: str, path: str, meta, precision: str = "float32") -> str:
+    """Store the head contract (and, for OpenVINO, the arithmetic precision) in the artifact; returns its path."""
     text = meta.to_json()
+    if fmt == "openvino":
+        import openvino as ov
+
+        from simplepose.runtime import OPENVINO_KEYS
+
+        model = ov.Core().read_model(path)
+        model.set_rt_info(text, list(OPENVINO_KEYS["contract"]))
+        model.set_rt_info(precision, list(OPENVINO_KEYS["precision"]))
+        final = path[:-4] + "_contract.xml"  # a new file: the read model maps the old weights into memory
+        ov.save_model(model, final, compress_to_fp16=False)
+        del model
+        return final
     if fmt == "saved_model":
         os.makedirs(os.path.join(path, "assets"), exist_ok=True)
         atomic.write_text(os.path.join(path, SAVED_MODEL_CONTRACT), text)
@@ -269,6 +287,7 @@ def _attach_contract(fmt: str, path: str, meta) -> None:
         with open(path, "rb") as f:
             data = f.read()
         atomic.write_bytes(path, add_litert_metadata(data, CONTRACT_KEY, text.encode()))
+    return path
 
 
 def add_litert_metadata(data: bytes, name: str, value: bytes) -> bytes:
@@ -293,7 +312,14 @@ def add_litert_metadata(data: bytes, name: str, value: bytes) -> bytes:
 
 
 def _move_into_place(staged: str, out: str) -> None:
-    """Rename ``staged`` to ``out``; an existing ``out`` of the same kind is replaced, whole."""
+    """Rename ``staged`` to ``out``; an existing ``out`` of the same kind is replaced, whole.
+
+    An OpenVINO model is two files: the weights (``.bin``) are renamed first, the ``.xml`` that names them last.
+    """
+    if staged.endswith(".xml"):
+        if not out.endswith(".xml"):
+            raise ConfigError(f"{out}: an OpenVINO model is written as NAME.xml (its weights go to NAME.bin)")
+        os.replace(staged[:-4] + ".bin", out[:-4] + ".bin")
     if os.path.isdir(staged):
         if os.path.exists(out) and not os.path.isdir(out):
             raise ConfigError(f"{out}: a file is in the way of the SavedModel folder")
@@ -309,6 +335,8 @@ def _move_into_place(staged: str, out: str) -> None:
 
 
 def _size(path: str) -> int:
+    if path.endswith(".xml") and os.path.isfile(path[:-4] + ".bin"):
+        return os.path.getsize(path) + os.path.getsize(path[:-4] + ".bin")
     if os.path.isfile(path):
         return os.path.getsize(path)
     return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
