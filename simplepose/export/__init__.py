@@ -1,11 +1,11 @@
-"""Exporting a trained model to SavedModel, ONNX or LiteRT with its head contract (design decision 13).
+"""Exporting a trained model to SavedModel, ONNX, LiteRT or OpenVINO with its head contract (design decision 13).
 
 Export goes through Keras' own exporter (``keras.Model.export``) on a flat inference network: a uint8 BGR
 image batch in, the maps of the head contract out (``{"keypoints", "limbs"}`` of the last stage, or
 ``{"heatmaps"}``), batch, height and width dynamic where the model allows it. Every artifact carries the
-contract (ONNX ``metadata_props``, LiteRT model metadata, a JSON file in the SavedModel's ``assets``), so
-``Predictor.from_file`` uses it like the ``.keras`` file. Files are written under a temporary name and
-renamed into place: nothing partial is left under the final name.
+contract (ONNX ``metadata_props``, LiteRT model metadata, a JSON file in the SavedModel's ``assets``, the
+OpenVINO IR's ``rt_info``), so ``Predictor.from_file`` uses it like the ``.keras`` file. Files are written
+under a temporary name and renamed into place: nothing partial is left under the final name.
 
 Example:
     >>> export_model("runs/qs/model.keras", "onnx", "runs/qs/model.onnx")
