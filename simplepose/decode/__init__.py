@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simplepose.decode.grouping import GroupingParams, assemble, score_connections, to_poses
+from simplepose.decode.grouping import GroupingParams, assemble, person_scores, score_connections, to_poses
 from simplepose.decode.peaks import find_all_peaks
 from simplepose.pose import Pose
 
@@ -18,7 +18,8 @@ def grouping_params(params) -> GroupingParams:
         samples_per_cell=params.limb_samples_per_cell, mode=params.grouping,
         max_length_ratio=params.max_length_ratio, merge_tolerance=params.merge_tolerance,
         min_keypoints=params.min_keypoints, min_mean_score=params.min_mean_score,
-        fill_missing=params.fill_missing, fill_min_keypoints=params.fill_min_keypoints)
+        fill_missing=params.fill_missing, fill_min_keypoints=params.fill_min_keypoints,
+        person_score=params.person_score, fragment_reach=params.fragment_reach)
 
 
 def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose]:
@@ -50,7 +51,8 @@ def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose
     gp = grouping_params(params)
     conns = score_connections(limb_maps, peaks, offsets, skeleton.limbs, gp)
     parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, skeleton.limbs)
-    return to_poses(peaks, parts, stats, stride, gp.mode)
+    scores = person_scores(peaks, parts, stats, gp, skeleton.reach) if gp.mode == "improved" else None
+    return to_poses(peaks, parts, stats, stride, gp.mode, scores)
 
 
 def warm_up(skeleton, params) -> None:

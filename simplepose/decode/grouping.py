@@ -25,6 +25,8 @@ class GroupingParams:
     min_mean_score: float
     fill_missing: bool = False
     fill_min_keypoints: int = 2
+    person_score: str = "mean"
+    fragment_reach: float = 0.0
 
 
 def limb_test_params(params: GroupingParams, map_height: int) -> np.ndarray:
@@ -111,24 +113,56 @@ def _add_singletons(peaks, parts, stats):
     return np.concatenate([parts, extra]), np.concatenate([stats, extra_stats])
 
 
-def to_poses(peaks, parts, stats, stride: int, mode: str) -> list[Pose]:
+def person_scores(peaks, parts, stats, params: GroupingParams, reach=None) -> np.ndarray:
+    """Person scores of the ``improved`` grouping, which rank whole people above fragments.
+
+    ``mean``: the sum of the keypoint scores divided by K. ``shared``: a peak that n people hold (fill-in
+    lets people share a peak) counts 1/n in each, so that a person copied from a neighbour ranks below
+    it; and with ``params.fragment_reach`` > 0, a person that n others could own as a fragment
+    (``completion.count_owners``) counts 1/(1 + n). Both keep the evidence of one peak or one body from
+    counting twice.
+
+    Shapes: ``peaks (P, 4)``, ``parts (N, K)``, ``stats (N, 3)``, ``reach (K, K)`` -> ``(N,)`` float64.
+    """
+    present = parts >= 0
+    values = np.where(present, peaks[np.maximum(parts, 0), kernels.PEAK_SCORE], 0.0).astype(np.float64)
+    if params.person_score == "mean" or not len(parts):
+        return values.sum(axis=1) / parts.shape[1]
+    if params.person_score != "shared":
+        raise ValueError(f"unknown person_score {params.person_score!r}; expected 'mean' or 'shared'")
+    holders = np.bincount(parts[present], minlength=len(peaks))
+    scores = (values / np.maximum(holders[np.maximum(parts, 0)], 1)).sum(axis=1) / parts.shape[1]
+    if params.fragment_reach > 0:
+        if reach is None:
+            raise ValueError("fragment_reach needs the skeleton's reach")
+        owners = completion.count_owners(peaks, parts, stats, len(parts), np.asarray(reach, np.float64),
+                                         float(params.fragment_reach))
+        scores /= 1.0 + owners
+    return scores
+
+
+def to_poses(peaks, parts, stats, stride: int, mode: str, scores=None) -> list[Pose]:
     """People as :class:`Pose` with keypoints in input pixels (``cell_to_pixel``).
 
-    The person score is the seed's ``1 - 1/total`` in ``published`` mode; otherwise the sum of the
-    keypoint scores divided by K, which ranks complete people above fragments.
+    The person score is the seed's ``1 - 1/total`` in ``published`` mode; otherwise ``scores`` (see
+    :func:`person_scores`), by default the sum of the keypoint scores divided by K, which ranks complete
+    people above fragments.
 
-    Shapes: ``parts (N, K)`` -> N poses with ``(K, 3)`` keypoints.
+    Shapes: ``parts (N, K)`` -> N poses with ``(K, 3)`` keypoints; ``scores (N,)``.
     """
     poses = []
     num_keypoints = parts.shape[1]
-    for person, (total, _, _) in zip(parts, stats):
+    for i, (person, (total, _, _)) in enumerate(zip(parts, stats)):
         kp = np.zeros((num_keypoints, 3), dtype=np.float32)
         present = person >= 0
         rows = peaks[person[present]]
         kp[present, 0] = cell_to_pixel(rows[:, kernels.PEAK_X], stride)
         kp[present, 1] = cell_to_pixel(rows[:, kernels.PEAK_Y], stride)
         kp[present, 2] = rows[:, kernels.PEAK_SCORE]
-        score = 1.0 - 1.0 / total if mode == "published" else float(kp[:, 2].sum()) / num_keypoints
+        if mode == "published":
+            score = 1.0 - 1.0 / total
+        else:
+            score = scores[i] if scores is not None else float(kp[:, 2].sum()) / num_keypoints
         poses.append(Pose(keypoints=kp, score=float(score)))
     poses.sort(key=lambda p: -p.score)
     return poses
