@@ -150,19 +150,17 @@ def to_poses(peaks, parts, stats, stride: int, mode: str, scores=None) -> list[P
 
     Shapes: ``parts (N, K)`` -> N poses with ``(K, 3)`` keypoints; ``scores (N,)``.
     """
-    poses = []
     num_keypoints = parts.shape[1]
-    for i, (person, (total, _, _)) in enumerate(zip(parts, stats)):
-        kp = np.zeros((num_keypoints, 3), dtype=np.float32)
-        present = person >= 0
-        rows = peaks[person[present]]
-        kp[present, 0] = cell_to_pixel(rows[:, kernels.PEAK_X], stride)
-        kp[present, 1] = cell_to_pixel(rows[:, kernels.PEAK_Y], stride)
-        kp[present, 2] = rows[:, kernels.PEAK_SCORE]
-        if mode == "published":
-            score = 1.0 - 1.0 / total
-        else:
-            score = scores[i] if scores is not None else float(kp[:, 2].sum()) / num_keypoints
-        poses.append(Pose(keypoints=kp, score=float(score)))
-    poses.sort(key=lambda p: -p.score)
-    return poses
+    present = (parts >= 0)[..., None]
+    rows = peaks[np.maximum(parts, 0)]  # (N, K, 4); absent keypoints are zeroed below
+    kp = np.zeros(parts.shape + (3,), dtype=np.float32)
+    kp[..., 0] = cell_to_pixel(rows[..., kernels.PEAK_X], stride)
+    kp[..., 1] = cell_to_pixel(rows[..., kernels.PEAK_Y], stride)
+    kp[..., 2] = rows[..., kernels.PEAK_SCORE]
+    kp *= present
+    if mode == "published":
+        scores = 1.0 - 1.0 / stats[:, 0]
+    elif scores is None:
+        scores = kp[..., 2].sum(axis=1, dtype=np.float64) / num_keypoints
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    return [Pose(keypoints=kp[i], score=float(scores[i])) for i in order]
