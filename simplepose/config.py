@@ -187,6 +187,9 @@ class InferenceConfig:
     #: ``shared`` score: person p could own fragment f when every keypoint of f is within this many times the
     #: bone chain between them (``Skeleton.reach``, scaled to p's smallest possible height) of p's; 0 = off.
     fragment_reach: float = 1.0
+    #: ``improved`` grouping: two people merge only when more of the limbs between their keypoints pass the
+    #: limb test than fail it (as ``fill_missing`` adds a keypoint).
+    verify_merges: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -303,7 +303,8 @@ c = kernels.score_all_limbs(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0,
 conns = conns[:c]
 order = np.argsort(-conns[:, 5], kind="stable")
 pm = np.full((len(peaks), 3), -1, np.int32); sm = np.zeros((len(peaks), 3))
-nm = assembly_kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm)
+nm = assembly_kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm, limb_maps, np.array([[0, 1], [1, 2], [0, 2]]),
+                                     np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), True)
 pp = np.full((len(peaks), 3), -1, np.int32); sp = np.zeros((len(peaks), 3))
 npub = assembly_kernels.assemble_published(peaks, conns, 4.0, 0.85, pp, sp)
 from simplepose.decode import completion, split_peaks

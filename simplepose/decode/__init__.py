@@ -19,7 +19,7 @@ def grouping_params(params) -> GroupingParams:
         max_length_ratio=params.max_length_ratio, merge_tolerance=params.merge_tolerance,
         min_keypoints=params.min_keypoints, min_mean_score=params.min_mean_score,
         fill_missing=params.fill_missing, fill_min_keypoints=params.fill_min_keypoints,
-        person_score=params.person_score, fragment_reach=params.fragment_reach)
+        person_score=params.person_score, fragment_reach=params.fragment_reach, verify_merges=params.verify_merges)
 
 
 def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose]:

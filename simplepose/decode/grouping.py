@@ -26,6 +26,7 @@ class GroupingParams:
     fill_missing: bool = False
     fill_min_keypoints: int = 2
     person_score: str = "mean"
+    verify_merges: bool = False
     fragment_reach: float = 0.0
 
 
@@ -60,7 +61,8 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
     """Group connections into people, complete them (``improved`` mode) and drop weak ones.
 
     Args:
-        limb_maps, offsets, limbs: the maps, peak offsets and limb pairs; needed by ``params.fill_missing``.
+        limb_maps, offsets, limbs: the maps, peak offsets and limb pairs; needed by ``params.fill_missing``
+            and ``params.verify_merges``.
 
     Returns:
         ``(parts, stats)``: peak row per person and keypoint type (-1 = absent) and
@@ -77,7 +79,11 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
         n = assembly_kernels.assemble_published(peaks, conns, len_rate, params.merge_tolerance, parts, stats)
     elif params.mode == "improved":
         order = np.argsort(-conns[:, kernels.CONN_RANK], kind="stable")
-        n = assembly_kernels.assemble_merge(peaks, conns, order, params.max_length_ratio, parts, stats)
+        verify = params.verify_merges and limb_maps is not None and limbs is not None
+        maps = np.asarray(limb_maps if verify else np.zeros((1, 1, 1)), np.float32)
+        limb_pairs = np.asarray(limbs if verify else np.zeros((0, 2)), np.int64).reshape(-1, 2)
+        n = assembly_kernels.assemble_merge(peaks, conns, order, params.max_length_ratio, parts, stats, maps,
+                                            limb_pairs, limb_test_params(params, maps.shape[0]), verify)
     else:
         raise ValueError(f"unknown grouping mode {params.mode!r}; expected 'improved' or 'published'")
     parts, stats = parts[:n], stats[:n]
