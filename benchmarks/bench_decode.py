@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from simplepose import cli, evaluation
+from simplepose import atomic, cli, evaluation
 from simplepose.bottomup.breakdown import Breakdown, format_tables
 from simplepose.bottomup.oracle import labelled_people, oracle_maps
 from simplepose.bottomup.predictor import decode_maps, to_original
@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of --scenes")
     parser.add_argument("--people", type=int, nargs=2, default=(2, 20), metavar=("MIN", "MAX"),
                         help="people per scene (--scenes)")
+    parser.add_argument("--write-scenes", metavar="JSON", help="also save the --scenes annotations (COCO format)")
     parser.add_argument("--breakdown", action="store_true", help="print the error breakdown")
     cli.add_config_args(parser)
     args = parser.parse_args(argv)
@@ -83,7 +84,10 @@ def main(argv=None) -> int:
     gt = load_coco(args.annotations)
     if args.scenes:
         rules = SceneRules(people=tuple(args.people))
-        gt = as_coco(make_oracle_scenes(args.annotations, args.scenes, seed=args.seed, rules=rules))
+        scenes = make_oracle_scenes(args.annotations, args.scenes, seed=args.seed, rules=rules)
+        if args.write_scenes:
+            atomic.write_json(args.write_scenes, scenes)
+        gt = as_coco(scenes)
     ids = sorted(gt.getImgIds())[: args.limit]
     warm_up(cfg.skeleton, cfg.inference)
     rows, resize, poses_by_image = [], [], {}

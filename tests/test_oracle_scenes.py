@@ -128,3 +128,22 @@ def test_scenes_of_real_people_decode_well(coco_mini, split):
     plain = oracle_evaluate(scenes, load_config(None, ["inference.person_score=mean",
                                                        "inference.verify_merges=false"]))["AP"]
     assert improved > 0.84 and improved > plain + 0.01, (improved, plain)
+
+
+def test_bench_decode_writes_scenes_and_prints_the_breakdown(synthetic_coco, tmp_path):
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    out = tmp_path / "scenes.json"
+    done = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_decode.py"), "--annotations",
+                           str(synthetic_coco.ann_file), "--scenes", "4", "--seed", "3", "--repeats", "1",
+                           "--breakdown", "--write-scenes", str(out)], capture_output=True, text=True, cwd=repo,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["images"] == 4 and figures["breakdown"]["all"]["people"] > 0
+    assert "surplus" in done.stdout and "OKS lost" in done.stdout
+    assert json.loads(out.read_text()) == json.loads(json.dumps(make_oracle_scenes(synthetic_coco.ann_file, 4, seed=3)))
