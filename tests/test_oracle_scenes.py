@@ -130,6 +130,7 @@ def test_scenes_of_real_people_decode_well(coco_mini, split):
     assert improved > 0.84 and improved > plain + 0.01, (improved, plain)
 
 
+@pytest.mark.slow  # a subprocess that loads numba's cache: ~20 s on a busy machine
 def test_bench_decode_writes_scenes_and_prints_the_breakdown(synthetic_coco, tmp_path):
     import json
     import pathlib
