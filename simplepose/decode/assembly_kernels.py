@@ -7,8 +7,8 @@ people while no keypoint type repeats) and ``assemble_published`` (the seed's ``
 import numpy as np
 from numba import njit
 
-from simplepose.decode.completion import _support
-from simplepose.decode.kernels import CONN_A, CONN_B, CONN_LENGTH, CONN_SCORE, PEAK_SCORE, PEAK_TYPE, pair_score
+from simplepose.decode.kernels import (CONN_A, CONN_B, CONN_LENGTH, CONN_LIMB, CONN_SCORE, PEAK_SCORE, PEAK_TYPE,
+                                       pair_score)
 
 
 @njit(cache=True, nogil=True)
@@ -62,6 +62,26 @@ def _merge_supported(limb_maps, peaks, limbs, limb_params, parts, ra, rb):
 
 
 @njit(cache=True, nogil=True)
+def _extension_supported(limb_maps, peaks, limbs, limb_params, parts, r, t, j, known):
+    """Whether more of the limbs between peak j (type t) and person r's keypoints pass the limb test than
+    fail it; limb ``known`` (the proposing connection) passed already and is not scored again."""
+    passed, failed = 1, 0
+    for k in range(limbs.shape[0]):
+        a, b = limbs[k, 0], limbs[k, 1]
+        if k == known or (a != t and b != t):
+            continue
+        src = parts[r, b] if a == t else parts[r, a]
+        if src < 0:
+            continue
+        s, _ = pair_score(limb_maps[:, :, k], peaks, src, j, limb_params)
+        if s > 0.0:
+            passed += 1
+        else:
+            failed += 1
+    return passed > failed
+
+
+@njit(cache=True, nogil=True)
 def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats, limb_maps, limbs, limb_params, verify):
     """Greedy assembly over all connections in ``order`` (best first), merging fragments.
 
@@ -107,10 +127,9 @@ def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats, limb_map
                 _merge_into(parts, stats, owner, ra, rb, s, length)
             continue
         new, tnew = (a, ta) if ra < 0 else (b, tb)
-        if parts[r, tnew] < 0 and verify:
-            _, passed, failed = _support(limb_maps, peaks, limbs, limb_params, parts, r, tnew, new)
-            if passed <= failed:
-                continue
+        if parts[r, tnew] < 0 and verify and not _extension_supported(limb_maps, peaks, limbs, limb_params, parts, r,
+                                                                      tnew, new, int(conns[k, CONN_LIMB])):
+            continue
         if parts[r, tnew] < 0:
             parts[r, tnew] = new
             owner[new] = r
