@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from simplepose.decode import completion
-from simplepose.decode.grouping import GroupingParams, assemble, person_scores
+from simplepose.decode.grouping import GroupingParams, assemble, fragment_owners, joined_guesses, person_scores
 from simplepose.skeleton import COCO_KEYPOINTS, UPRIGHT_POSE, get_skeleton
 
 SKELETON = get_skeleton("coco18_limbs40")
@@ -67,7 +67,9 @@ def owners(people):
             parts[r, int(row[3])] = i
             i += 1
     stats = np.array([[len(rows), len(rows), 0] for rows in people], float)
-    return completion.count_owners(peaks, parts, stats, len(people), SKELETON.reach, 1.0).tolist()
+    counts, owner = completion.count_owners(peaks, parts, stats, len(people), SKELETON.reach, 1.0)
+    assert ((owner >= 0) == (counts > 0)).all()
+    return counts.tolist()
 
 
 def test_a_fragment_within_reach_of_one_person_has_one_owner():
@@ -99,3 +101,25 @@ def test_merges_need_more_supporting_than_rejecting_limbs():
     assert out[True] == [(-1, -1, 2, 3), (0, 1, -1, -1)]
     out = merge_case(1.0)
     assert out[False] == out[True] == [(0, 1, 2, 3)]
+
+
+def test_a_fragment_with_one_owner_adds_the_joined_person_as_a_last_guess():
+    people = [body(40, 20, 5, TORSO), body(40, 20, 5, LEGS), body(40, 80, 5, TORSO)]
+    peaks = np.array([row for rows in people for row in rows], np.float32)
+    parts = np.full((3, SKELETON.num_keypoints), -1, np.int32)
+    i = 0
+    for r, rows in enumerate(people):
+        for row in rows:
+            parts[r, int(row[3])] = i
+            i += 1
+    stats = np.array([[6, 6, 0], [2, 2, 0], [6, 6, 0]], float)
+    p = params(person_score="shared", fragment_reach=1.0)
+    owners = fragment_owners(peaks, parts, stats, p, SKELETON.reach)
+    assert owners[0].tolist() == [0, 1, 0] and owners[1][1] == 0
+    scores = person_scores(peaks, parts, stats, p, owners)
+    assert scores == pytest.approx([6 / 18, 2 / 18 / 2, 6 / 18])  # the legs could be the first torso's
+    out_parts, out_stats, out_scores = joined_guesses(parts, stats, scores, owners)
+    assert len(out_parts) == 4 and (out_parts[:3] == parts).all()
+    joined = out_parts[3]
+    assert sorted(joined[joined >= 0].tolist()) == list(range(8)) and out_stats[3, 1] == 8
+    assert out_scores[3] < out_scores[:3].min()

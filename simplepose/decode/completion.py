@@ -162,12 +162,18 @@ def count_owners(peaks, parts, stats, n, reach, slack):
         reach: ``(K, K)`` bone-chain lengths in body heights.
         slack: how much longer than the upright figure's a body's bones may be.
 
-    Shapes: ``peaks (P, 4)``; ``parts (N, K)`` int32; ``stats (N, 3)``; ``reach (K, K)`` -> ``(n,)`` int64.
+    Returns:
+        ``(counts, owner)``: the number of possible owners of each person, and one of them (-1 if none;
+        *the* owner where the count is 1).
+
+    Shapes: ``peaks (P, 4)``; ``parts (N, K)`` int32; ``stats (N, 3)``; ``reach (K, K)`` -> ``(n,)``, ``(n,)``
+    int64.
     """
     height = np.zeros(n)
     for r in range(n):
         height[r] = _height(peaks, parts, reach, r)
     owners = np.zeros(n, dtype=np.int64)
+    owner = np.full(n, -1, dtype=np.int64)
     for f in range(n):
         if stats[f, 1] <= 0:
             continue
@@ -176,4 +182,5 @@ def count_owners(peaks, parts, stats, n, reach, slack):
                 continue
             if _reaches(peaks, parts, reach, p, f, slack * height[p]):
                 owners[f] += 1
-    return owners
+                owner[f] = p
+    return owners, owner

@@ -28,6 +28,7 @@ class GroupingParams:
     person_score: str = "mean"
     verify_merges: bool = False
     fragment_reach: float = 0.0
+    joined_guesses: bool = False
 
 
 def limb_test_params(params: GroupingParams, map_height: int) -> np.ndarray:
@@ -119,16 +120,26 @@ def _add_singletons(peaks, parts, stats):
     return np.concatenate([parts, extra]), np.concatenate([stats, extra_stats])
 
 
-def person_scores(peaks, parts, stats, params: GroupingParams, reach=None) -> np.ndarray:
+def fragment_owners(peaks, parts, stats, params: GroupingParams, reach):
+    """``completion.count_owners`` of every person with ``params.fragment_reach`` (None when it is 0).
+
+    Shapes: -> ``(counts (N,), owner (N,))`` int64.
+    """
+    if params.fragment_reach <= 0 or not len(parts):
+        return None
+    return completion.count_owners(peaks, parts, stats, len(parts), np.asarray(reach, np.float64),
+                                   float(params.fragment_reach))
+
+
+def person_scores(peaks, parts, stats, params: GroupingParams, owners=None) -> np.ndarray:
     """Person scores of the ``improved`` grouping, which rank whole people above fragments.
 
     ``mean``: the sum of the keypoint scores divided by K. ``shared``: a peak that n people hold (fill-in
     lets people share a peak) counts 1/n in each, so that a person copied from a neighbour ranks below
-    it; and with ``params.fragment_reach`` > 0, a person that n others could own as a fragment
-    (``completion.count_owners``) counts 1/(1 + n). Both keep the evidence of one peak or one body from
-    counting twice.
+    it; and given ``owners`` (:func:`fragment_owners`), a person that n others could own as a fragment
+    counts 1/(1 + n). Both keep the evidence of one peak or one body from counting twice.
 
-    Shapes: ``peaks (P, 4)``, ``parts (N, K)``, ``stats (N, 3)``, ``reach (K, K)`` -> ``(N,)`` float64.
+    Shapes: ``peaks (P, 4)``, ``parts (N, K)``, ``stats (N, 3)`` -> ``(N,)`` float64.
     """
     present = parts >= 0
     values = np.where(present, peaks[np.maximum(parts, 0), kernels.PEAK_SCORE], 0.0).astype(np.float64)
@@ -138,13 +149,33 @@ def person_scores(peaks, parts, stats, params: GroupingParams, reach=None) -> np
         raise ValueError(f"unknown person_score {params.person_score!r}; expected 'mean' or 'shared'")
     holders = np.bincount(parts[present], minlength=len(peaks))
     scores = (values / np.maximum(holders[np.maximum(parts, 0)], 1)).sum(axis=1) / parts.shape[1]
-    if params.fragment_reach > 0:
-        if reach is None:
-            raise ValueError("fragment_reach needs the skeleton's reach")
-        owners = completion.count_owners(peaks, parts, stats, len(parts), np.asarray(reach, np.float64),
-                                         float(params.fragment_reach))
-        scores /= 1.0 + owners
+    if owners is not None:
+        scores /= 1.0 + owners[0]
     return scores
+
+
+def joined_guesses(parts, stats, scores, owners):
+    """People plus, for every fragment with exactly one possible owner, the owner joined with it as a second
+    guess, ranked after every first guess (score: the fragment's times the lowest person score).
+
+    Nothing in the maps links a fragment to its owner, so the join is a guess; COCO's AP counts a guess
+    ranked below every person as a cheap second chance, while joining outright lost more people than it
+    recovered (a fragment may be a person of its own).
+
+    Shapes: ``parts (N, K)``, ``stats (N, 3)``, ``scores (N,)``, ``owners`` as :func:`fragment_owners`
+    -> ``(N + J, K)``, ``(N + J, 3)``, ``(N + J,)``.
+    """
+    counts, owner = owners
+    fragments = np.flatnonzero(counts == 1)
+    if not len(fragments):
+        return parts, stats, scores
+    joined = parts[owner[fragments]].copy()
+    own = parts[fragments] >= 0
+    joined[own] = parts[fragments][own]
+    extra = stats[owner[fragments]] + stats[fragments] * [1, 1, 0]
+    extra_scores = scores[fragments] * scores.min()
+    return (np.concatenate([parts, joined]), np.concatenate([stats, extra]),
+            np.concatenate([scores, extra_scores]))
 
 
 def to_poses(peaks, parts, stats, stride: int, mode: str, scores=None) -> list[Pose]:
