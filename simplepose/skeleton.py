@@ -167,6 +167,35 @@ class Skeleton:
                 out.append(COCO_SIGMAS[COCO_KEYPOINTS.index(k)])
         return np.array(out, dtype=np.float32)
 
+    @functools.cached_property
+    def reach(self) -> np.ndarray:
+        """How far apart every two keypoints can be, in body heights: the shortest chain of anatomical links
+        (bones, ``_ANATOMICAL``) between them, each as long as in the upright figure ``UPRIGHT_POSE``.
+
+        However a body bends, two of its keypoints are never farther apart than the bones that join them.
+
+        Shapes: -> ``(K, K)`` float64, 0 on the diagonal, inf between keypoints no chain joins.
+        """
+        derived = dict(self.midpoints)
+
+        def position(name):
+            if name in derived:
+                a, b = derived[name]
+                return 0.5 * (UPRIGHT_POSE[COCO_KEYPOINTS.index(a)] + UPRIGHT_POSE[COCO_KEYPOINTS.index(b)])
+            return UPRIGHT_POSE[COCO_KEYPOINTS.index(name)]
+
+        k = self.num_keypoints
+        xy = np.array([position(n) for n in self.keypoints], np.float64)
+        out = np.full((k, k), np.inf)
+        np.fill_diagonal(out, 0.0)
+        for a in range(k):
+            for b in range(k):
+                if frozenset((self.keypoints[a], self.keypoints[b])) in _ANATOMICAL:
+                    out[a, b] = np.hypot(*(xy[a] - xy[b]))
+        for m in range(k):  # Floyd-Warshall
+            out = np.minimum(out, out[:, m:m + 1] + out[m:m + 1, :])
+        return out
+
     def from_coco(self, keypoints) -> np.ndarray:
         """COCO-order keypoints to internal order, synthesising midpoint keypoints.
 

@@ -58,7 +58,7 @@ def test_rendered_ground_truth_decodes_to_the_people(name, lo, hi):
     skeleton = get_skeleton(name)
     people = scene()
     heat, limbs = render(people, skeleton, (368, 480))
-    poses = decode(heat, limbs, skeleton, 8, InferenceConfig())
+    poses = decode(heat, limbs, skeleton, 8, InferenceConfig(joined_guesses=False))
     sigmas = skeleton.to_coco(np.stack([skeleton.sigmas] * 3, axis=1))[:, 0]
     best = [max(oks(skeleton.to_coco(p.keypoints), gt, sigmas) for p in poses) for gt in people]
     assert min(best[:3]) > 0.9, best
@@ -66,6 +66,11 @@ def test_rendered_ground_truth_decodes_to_the_people(name, lo, hi):
     # shoulder its left arm hangs on the elbow-hip link only limbs40 has
     assert lo < best[3] <= hi, best
     assert all(p.keypoints[:, 2].max() <= 1.0 + 1e-6 for p in poses)
+    # the split part has one possible owner: the joined person comes as a last guess
+    guesses = decode(heat, limbs, skeleton, 8, InferenceConfig())
+    joined = max(oks(skeleton.to_coco(p.keypoints), people[3], sigmas) for p in guesses)
+    assert joined >= best[3] and (joined > 0.85 or best[3] > 0.9), (joined, best)
+    assert [p.score for p in guesses[:len(poses)]] == pytest.approx(sorted((p.score for p in poses), reverse=True))
 
 
 def test_decoded_coordinates_are_input_pixels_with_subpixel_accuracy():
@@ -303,7 +308,8 @@ c = kernels.score_all_limbs(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0,
 conns = conns[:c]
 order = np.argsort(-conns[:, 5], kind="stable")
 pm = np.full((len(peaks), 3), -1, np.int32); sm = np.zeros((len(peaks), 3))
-nm = assembly_kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm)
+nm = assembly_kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm, limb_maps, np.array([[0, 1], [1, 2], [0, 2]]),
+                                     np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), True)
 pp = np.full((len(peaks), 3), -1, np.int32); sp = np.zeros((len(peaks), 3))
 npub = assembly_kernels.assemble_published(peaks, conns, 4.0, 0.85, pp, sp)
 from simplepose.decode import completion, split_peaks

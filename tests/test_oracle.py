@@ -38,7 +38,7 @@ def test_published_settings_stay_reachable(synthetic_coco):
 def test_oracle_reaches_target_on_coco_mini_val(coco_mini):
     ann = coco_mini / "annotations" / "person_keypoints_val2017.json"
     metrics = oracle_evaluate(ann, load_config(None, ["data.skeleton=coco18_limbs40"]))
-    assert metrics["AP"] >= 0.95, metrics
+    assert metrics["AP"] >= 0.98, metrics
     assert metrics["images"] == 79
 
 
@@ -46,9 +46,9 @@ def test_oracle_reaches_target_on_coco_mini_train(coco_mini):
     # crowded small people: keypoints of two people in neighbouring cells (split peaks) or in one cell
     # (fill-in shares the peak); without both, 0.933
     ann = coco_mini / "annotations" / "person_keypoints_train2017.json"
-    assert oracle_evaluate(ann, load_config(None, ["data.skeleton=coco18_limbs40"]))["AP"] >= 0.95
+    assert oracle_evaluate(ann, load_config(None, ["data.skeleton=coco18_limbs40"]))["AP"] >= 0.96
     plain = load_config(None, ["data.skeleton=coco18_limbs40", "inference.fill_missing=false",
-                               "inference.peak_split_margin=0"])
+                               "inference.peak_split_margin=0", "inference.joined_guesses=false"])
     assert oracle_evaluate(ann, plain)["AP"] < 0.94
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simplepose.decode.grouping import GroupingParams, assemble, score_connections, to_poses
+from simplepose.decode.grouping import (GroupingParams, assemble, fragment_owners, joined_guesses, person_scores,
+                                        score_connections, to_poses)
 from simplepose.decode.peaks import find_all_peaks
 from simplepose.pose import Pose
 
@@ -18,7 +19,9 @@ def grouping_params(params) -> GroupingParams:
         samples_per_cell=params.limb_samples_per_cell, mode=params.grouping,
         max_length_ratio=params.max_length_ratio, merge_tolerance=params.merge_tolerance,
         min_keypoints=params.min_keypoints, min_mean_score=params.min_mean_score,
-        fill_missing=params.fill_missing, fill_min_keypoints=params.fill_min_keypoints)
+        fill_missing=params.fill_missing, fill_min_keypoints=params.fill_min_keypoints,
+        person_score=params.person_score, fragment_reach=params.fragment_reach, verify_merges=params.verify_merges,
+        joined_guesses=params.joined_guesses)
 
 
 def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose]:
@@ -50,7 +53,13 @@ def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose
     gp = grouping_params(params)
     conns = score_connections(limb_maps, peaks, offsets, skeleton.limbs, gp)
     parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, skeleton.limbs)
-    return to_poses(peaks, parts, stats, stride, gp.mode)
+    scores = None
+    if gp.mode == "improved":
+        owners = fragment_owners(peaks, parts, stats, gp, skeleton.reach)
+        scores = person_scores(peaks, parts, stats, gp, owners)
+        if gp.joined_guesses and owners is not None:
+            parts, stats, scores = joined_guesses(parts, stats, scores, owners)
+    return to_poses(peaks, parts, stats, stride, gp.mode, scores)
 
 
 def warm_up(skeleton, params) -> None:

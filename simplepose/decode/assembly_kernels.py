@@ -7,7 +7,8 @@ people while no keypoint type repeats) and ``assemble_published`` (the seed's ``
 import numpy as np
 from numba import njit
 
-from simplepose.decode.kernels import CONN_A, CONN_B, CONN_LENGTH, CONN_SCORE, PEAK_SCORE, PEAK_TYPE
+from simplepose.decode.kernels import (CONN_A, CONN_B, CONN_LENGTH, CONN_LIMB, CONN_SCORE, PEAK_SCORE, PEAK_TYPE,
+                                       pair_score)
 
 
 @njit(cache=True, nogil=True)
@@ -39,13 +40,57 @@ def _merge_into(parts, stats, owner, ra, rb, s, length):
 
 
 @njit(cache=True, nogil=True)
-def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats):
+def _merge_supported(limb_maps, peaks, limbs, limb_params, parts, ra, rb):
+    """Whether more of the limbs between person ra's keypoints and person rb's pass the limb test than fail it.
+
+    The connection that proposes the merge is one of them (it passed).
+    """
+    passed, failed = 0, 0
+    for k in range(limbs.shape[0]):
+        a, b = limbs[k, 0], limbs[k, 1]
+        i, j = parts[ra, a], parts[rb, b]
+        if i < 0 or j < 0:
+            i, j = parts[rb, a], parts[ra, b]
+        if i < 0 or j < 0:
+            continue
+        s, _ = pair_score(limb_maps[:, :, k], peaks, i, j, limb_params)
+        if s > 0.0:
+            passed += 1
+        else:
+            failed += 1
+    return passed > failed
+
+
+@njit(cache=True, nogil=True)
+def _extension_supported(limb_maps, peaks, limbs, limb_params, parts, r, t, j, known):
+    """Whether more of the limbs between peak j (type t) and person r's keypoints pass the limb test than
+    fail it; limb ``known`` (the proposing connection) passed already and is not scored again."""
+    passed, failed = 1, 0
+    for k in range(limbs.shape[0]):
+        a, b = limbs[k, 0], limbs[k, 1]
+        if k == known or (a != t and b != t):
+            continue
+        src = parts[r, b] if a == t else parts[r, a]
+        if src < 0:
+            continue
+        s, _ = pair_score(limb_maps[:, :, k], peaks, src, j, limb_params)
+        if s > 0.0:
+            passed += 1
+        else:
+            failed += 1
+    return passed > failed
+
+
+@njit(cache=True, nogil=True)
+def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats, limb_maps, limbs, limb_params, verify):
     """Greedy assembly over all connections in ``order`` (best first), merging fragments.
 
     A connection joins the people holding its two peaks when no keypoint type would then be held
     twice: it starts a person, extends one, or merges two (the seed never merged split people).
     ``max_length_ratio > 0`` also rejects a connection longer than that many times the person's
-    longest limb.
+    longest limb. With ``verify``, two people merge only when more of the limbs between their keypoints
+    pass the limb test than fail it: one limb that passes between two people standing close (a wrist
+    near a neighbour's elbow) does not make them one person when the other limbs between them disagree.
 
     Args:
         peaks: peak rows ``[x, y, score, type]``.
@@ -53,11 +98,15 @@ def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats):
         order: the connection rows to process, in processing order.
         parts: output, filled with -1 by the caller: peak row per person and keypoint type.
         stats: output: ``[total score, keypoint count, longest limb]`` per person.
+        limb_maps, limbs, limb_params: the maps, limb pairs and limb test of ``kernels.pair_score``
+            (used with ``verify``).
+        verify: check merges against the other limbs between the two people.
 
     Returns:
         the number of person slots used; a slot merged into another has count 0.
 
-    Shapes: ``peaks (P, 4)``, ``conns (C, 6)``, ``order (C,)``, ``parts (P, K)`` int32, ``stats (P, 3)``.
+    Shapes: ``peaks (P, 4)``, ``conns (C, 6)``, ``order (C,)``, ``parts (P, K)`` int32, ``stats (P, 3)``,
+    ``limb_maps (h, w, L)``, ``limbs (L, 2)`` int64, ``limb_params (6,)``.
     """
     owner = np.full(peaks.shape[0], -1, dtype=np.int64)
     n = 0
@@ -74,9 +123,13 @@ def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats):
         if ra == rb or (max_length_ratio > 0.0 and length > max_length_ratio * stats[r, 2]):
             continue
         if ra >= 0 and rb >= 0:
-            _merge_into(parts, stats, owner, ra, rb, s, length)
+            if not verify or _merge_supported(limb_maps, peaks, limbs, limb_params, parts, ra, rb):
+                _merge_into(parts, stats, owner, ra, rb, s, length)
             continue
         new, tnew = (a, ta) if ra < 0 else (b, tb)
+        if parts[r, tnew] < 0 and verify and not _extension_supported(limb_maps, peaks, limbs, limb_params, parts, r,
+                                                                      tnew, new, int(conns[k, CONN_LIMB])):
+            continue
         if parts[r, tnew] < 0:
             parts[r, tnew] = new
             owner[new] = r

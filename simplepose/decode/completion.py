@@ -1,14 +1,17 @@
-"""numba kernel that completes assembled people: limb-supported fill-in of missing keypoints.
+"""numba kernels that complete assembled people (limb-supported fill-in of missing keypoints) and find the
+people a decoded person could be a fragment of.
 
 The pass only ever adds keypoints to a person that has none of that type, so under COCO's OKS (which
 scores only the ground truth's labelled keypoints, a missing prediction counting as a miss) it cannot
 lower the OKS of a detection against its own person. Like ``kernels``: arrays and scalars only, and
 every function also runs as plain Python under ``NUMBA_DISABLE_JIT=1``.
 """
+import math
+
 import numpy as np
 from numba import njit
 
-from simplepose.decode.kernels import PEAK_SCORE, pair_score
+from simplepose.decode.kernels import PEAK_SCORE, PEAK_X, PEAK_Y, pair_score
 
 
 @njit(cache=True, nogil=True)
@@ -99,3 +102,85 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, sta
         if not changed:
             break
     return added
+
+
+@njit(cache=True, nogil=True)
+def _height(peaks, parts, reach, r):
+    """A lower bound of person r's body height: the most any two of its keypoints need (distance / reach)."""
+    best = 0.0
+    k = parts.shape[1]
+    for a in range(k):
+        i = parts[r, a]
+        if i < 0:
+            continue
+        for b in range(a + 1, k):
+            j = parts[r, b]
+            if j < 0 or not reach[a, b] > 0.0 or reach[a, b] == np.inf:
+                continue
+            d = math.hypot(peaks[i, PEAK_X] - peaks[j, PEAK_X], peaks[i, PEAK_Y] - peaks[j, PEAK_Y])
+            best = max(best, d / reach[a, b])
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _reaches(peaks, parts, reach, p, f, limit):
+    """Whether person f has no keypoint type of person p and every keypoint of f is within ``limit`` times
+    the reach of every keypoint of p."""
+    k = parts.shape[1]
+    for a in range(k):
+        if parts[p, a] >= 0 and parts[f, a] >= 0:
+            return False
+    for a in range(k):
+        i = parts[p, a]
+        if i < 0:
+            continue
+        for b in range(k):
+            j = parts[f, b]
+            if j < 0:
+                continue
+            d = math.hypot(peaks[i, PEAK_X] - peaks[j, PEAK_X], peaks[i, PEAK_Y] - peaks[j, PEAK_Y])
+            if d > limit * reach[a, b]:
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def count_owners(peaks, parts, stats, n, reach, slack):
+    """For every person, how many others could own it as a fragment.
+
+    Labelled keypoints that no limb joins (a torso hidden between head and legs) decode as separate
+    people: the maps hold no link between them. Person p could own person f when p has at least as many
+    keypoints, none of f's types, and every keypoint of f lies within ``slack * reach[a, b] * height(p)``
+    of every keypoint of p: ``height(p)`` is the smallest body height p's own keypoints allow (a lower
+    bound, so that the test errs towards "no owner") and ``reach`` the skeleton's bone-chain lengths
+    (``Skeleton.reach``). However a body bends, its keypoints are never farther apart than that.
+
+    Args:
+        peaks: peak rows ``[x, y, score, type]``.
+        parts, stats: people (peak row per type; ``[total score, count, longest limb]``).
+        n: person rows in use.
+        reach: ``(K, K)`` bone-chain lengths in body heights.
+        slack: how much longer than the upright figure's a body's bones may be.
+
+    Returns:
+        ``(counts, owner)``: the number of possible owners of each person, and one of them (-1 if none;
+        *the* owner where the count is 1).
+
+    Shapes: ``peaks (P, 4)``; ``parts (N, K)`` int32; ``stats (N, 3)``; ``reach (K, K)`` -> ``(n,)``, ``(n,)``
+    int64.
+    """
+    height = np.zeros(n)
+    for r in range(n):
+        height[r] = _height(peaks, parts, reach, r)
+    owners = np.zeros(n, dtype=np.int64)
+    owner = np.full(n, -1, dtype=np.int64)
+    for f in range(n):
+        if stats[f, 1] <= 0:
+            continue
+        for p in range(n):
+            if p == f or stats[p, 1] < stats[f, 1] or height[p] <= 0.0:
+                continue
+            if _reaches(peaks, parts, reach, p, f, slack * height[p]):
+                owners[f] += 1
+                owner[f] = p
+    return owners, owner

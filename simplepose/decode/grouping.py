@@ -25,6 +25,10 @@ class GroupingParams:
     min_mean_score: float
     fill_missing: bool = False
     fill_min_keypoints: int = 2
+    person_score: str = "mean"
+    verify_merges: bool = False
+    fragment_reach: float = 0.0
+    joined_guesses: bool = False
 
 
 def limb_test_params(params: GroupingParams, map_height: int) -> np.ndarray:
@@ -58,7 +62,8 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
     """Group connections into people, complete them (``improved`` mode) and drop weak ones.
 
     Args:
-        limb_maps, offsets, limbs: the maps, peak offsets and limb pairs; needed by ``params.fill_missing``.
+        limb_maps, offsets, limbs: the maps, peak offsets and limb pairs; needed by ``params.fill_missing``
+            and ``params.verify_merges``.
 
     Returns:
         ``(parts, stats)``: peak row per person and keypoint type (-1 = absent) and
@@ -75,7 +80,11 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
         n = assembly_kernels.assemble_published(peaks, conns, len_rate, params.merge_tolerance, parts, stats)
     elif params.mode == "improved":
         order = np.argsort(-conns[:, kernels.CONN_RANK], kind="stable")
-        n = assembly_kernels.assemble_merge(peaks, conns, order, params.max_length_ratio, parts, stats)
+        verify = params.verify_merges and limb_maps is not None and limbs is not None
+        maps = np.asarray(limb_maps if verify else np.zeros((1, 1, 1)), np.float32)
+        limb_pairs = np.asarray(limbs if verify else np.zeros((0, 2)), np.int64).reshape(-1, 2)
+        n = assembly_kernels.assemble_merge(peaks, conns, order, params.max_length_ratio, parts, stats, maps,
+                                            limb_pairs, limb_test_params(params, maps.shape[0]), verify)
     else:
         raise ValueError(f"unknown grouping mode {params.mode!r}; expected 'improved' or 'published'")
     parts, stats = parts[:n], stats[:n]
@@ -111,24 +120,84 @@ def _add_singletons(peaks, parts, stats):
     return np.concatenate([parts, extra]), np.concatenate([stats, extra_stats])
 
 
-def to_poses(peaks, parts, stats, stride: int, mode: str) -> list[Pose]:
+def fragment_owners(peaks, parts, stats, params: GroupingParams, reach):
+    """``completion.count_owners`` of every person with ``params.fragment_reach`` (None when it is 0).
+
+    Shapes: -> ``(counts (N,), owner (N,))`` int64.
+    """
+    if params.fragment_reach <= 0 or not len(parts):
+        return None
+    return completion.count_owners(peaks, parts, stats, len(parts), np.asarray(reach, np.float64),
+                                   float(params.fragment_reach))
+
+
+def person_scores(peaks, parts, stats, params: GroupingParams, owners=None) -> np.ndarray:
+    """Person scores of the ``improved`` grouping, which rank whole people above fragments.
+
+    ``mean``: the sum of the keypoint scores divided by K. ``shared``: a peak that n people hold (fill-in
+    lets people share a peak) counts 1/n in each, so that a person copied from a neighbour ranks below
+    it; and given ``owners`` (:func:`fragment_owners`), a person that n others could own as a fragment
+    counts 1/(1 + n). Both keep the evidence of one peak or one body from counting twice.
+
+    Shapes: ``peaks (P, 4)``, ``parts (N, K)``, ``stats (N, 3)`` -> ``(N,)`` float64.
+    """
+    present = parts >= 0
+    values = np.where(present, peaks[np.maximum(parts, 0), kernels.PEAK_SCORE], 0.0).astype(np.float64)
+    if params.person_score == "mean" or not len(parts):
+        return values.sum(axis=1) / parts.shape[1]
+    if params.person_score != "shared":
+        raise ValueError(f"unknown person_score {params.person_score!r}; expected 'mean' or 'shared'")
+    holders = np.bincount(parts[present], minlength=len(peaks))
+    scores = (values / np.maximum(holders[np.maximum(parts, 0)], 1)).sum(axis=1) / parts.shape[1]
+    if owners is not None:
+        scores /= 1.0 + owners[0]
+    return scores
+
+
+def joined_guesses(parts, stats, scores, owners):
+    """People plus, for every fragment with exactly one possible owner, the owner joined with it as a second
+    guess, ranked after every first guess (score: the fragment's times the lowest person score).
+
+    Nothing in the maps links a fragment to its owner, so the join is a guess; COCO's AP counts a guess
+    ranked below every person as a cheap second chance, while joining outright lost more people than it
+    recovered (a fragment may be a person of its own).
+
+    Shapes: ``parts (N, K)``, ``stats (N, 3)``, ``scores (N,)``, ``owners`` as :func:`fragment_owners`
+    -> ``(N + J, K)``, ``(N + J, 3)``, ``(N + J,)``.
+    """
+    counts, owner = owners
+    fragments = np.flatnonzero(counts == 1)
+    if not len(fragments):
+        return parts, stats, scores
+    joined = parts[owner[fragments]].copy()
+    own = parts[fragments] >= 0
+    joined[own] = parts[fragments][own]
+    extra = stats[owner[fragments]] + stats[fragments] * [1, 1, 0]
+    extra_scores = scores[fragments] * scores.min()
+    return (np.concatenate([parts, joined]), np.concatenate([stats, extra]),
+            np.concatenate([scores, extra_scores]))
+
+
+def to_poses(peaks, parts, stats, stride: int, mode: str, scores=None) -> list[Pose]:
     """People as :class:`Pose` with keypoints in input pixels (``cell_to_pixel``).
 
-    The person score is the seed's ``1 - 1/total`` in ``published`` mode; otherwise the sum of the
-    keypoint scores divided by K, which ranks complete people above fragments.
+    The person score is the seed's ``1 - 1/total`` in ``published`` mode; otherwise ``scores`` (see
+    :func:`person_scores`), by default the sum of the keypoint scores divided by K, which ranks complete
+    people above fragments.
 
-    Shapes: ``parts (N, K)`` -> N poses with ``(K, 3)`` keypoints.
+    Shapes: ``parts (N, K)`` -> N poses with ``(K, 3)`` keypoints; ``scores (N,)``.
     """
-    poses = []
     num_keypoints = parts.shape[1]
-    for person, (total, _, _) in zip(parts, stats):
-        kp = np.zeros((num_keypoints, 3), dtype=np.float32)
-        present = person >= 0
-        rows = peaks[person[present]]
-        kp[present, 0] = cell_to_pixel(rows[:, kernels.PEAK_X], stride)
-        kp[present, 1] = cell_to_pixel(rows[:, kernels.PEAK_Y], stride)
-        kp[present, 2] = rows[:, kernels.PEAK_SCORE]
-        score = 1.0 - 1.0 / total if mode == "published" else float(kp[:, 2].sum()) / num_keypoints
-        poses.append(Pose(keypoints=kp, score=float(score)))
-    poses.sort(key=lambda p: -p.score)
-    return poses
+    present = (parts >= 0)[..., None]
+    rows = peaks[np.maximum(parts, 0)]  # (N, K, 4); absent keypoints are zeroed below
+    kp = np.zeros(parts.shape + (3,), dtype=np.float32)
+    kp[..., 0] = cell_to_pixel(rows[..., kernels.PEAK_X], stride)
+    kp[..., 1] = cell_to_pixel(rows[..., kernels.PEAK_Y], stride)
+    kp[..., 2] = rows[..., kernels.PEAK_SCORE]
+    kp *= present
+    if mode == "published":
+        scores = 1.0 - 1.0 / stats[:, 0]
+    elif scores is None:
+        scores = kp[..., 2].sum(axis=1, dtype=np.float64) / num_keypoints
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    return [Pose(keypoints=kp[i], score=float(scores[i])) for i in order]

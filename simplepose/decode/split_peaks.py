@@ -13,6 +13,9 @@ from numba import njit
 
 from simplepose.decode.kernels import PEAK_SCORE, PEAK_TYPE, PEAK_X, PEAK_Y, subpixel_offset
 
+#: A model explains nothing (less than ``exp(-_FAR)`` = 2e-5 of its peak) beyond this exponent: skipped.
+_FAR = 10.8
+
 
 @njit(cache=True, nogil=True)
 def log_curvature(m, r, c):
@@ -36,7 +39,8 @@ def log_curvature(m, r, c):
 def residual(m, peaks, lo, hi, threshold):
     """``m`` minus the largest Gaussian model of peaks ``lo:hi`` at every cell above ``threshold`` (else 0).
 
-    A model is centred on its peak's sub-pixel position (refined here even if the peaks are integer cells).
+    A model is centred on its peak's sub-pixel position (refined here even if the peaks are integer cells);
+    where it has fallen below ``exp(-_FAR)`` of its peak it counts as 0.
 
     Shapes: ``m (h, w)``; ``peaks (P, 4)`` rows ``[x, y, score, type]`` in cells -> ``(h, w)`` float64.
     """
@@ -60,8 +64,9 @@ def residual(m, peaks, lo, hi, threshold):
                     if dx * dx + dy * dy <= 4.0:
                         explained = v
                     continue
-                fall = math.exp(-0.5 * model[p - lo, 2] * (dx * dx + dy * dy))
-                explained = max(explained, peaks[p, PEAK_SCORE] * fall)
+                exponent = 0.5 * model[p - lo, 2] * (dx * dx + dy * dy)
+                if exponent < _FAR:
+                    explained = max(explained, peaks[p, PEAK_SCORE] * math.exp(-exponent))
             res[r, c] = v - explained
     return res
 
