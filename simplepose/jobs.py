@@ -33,6 +33,8 @@ def evaluate_model(weights, ann_file, image_dir, *, config=None, overrides=(), s
         limit: the first ``limit`` images only. out_dir: where ``results.json`` and ``metrics.json`` go.
     """
     _check_limit(limit)
+    if out_dir is not None:
+        atomic.check_output_folder(out_dir)
     if image_dir is None or not os.path.isdir(image_dir):
         raise DataError(f"{image_dir}: image folder not found")
     if boxes_file is not None and not os.path.isfile(boxes_file):
@@ -48,6 +50,8 @@ def evaluate_oracle(ann_file, *, config=None, overrides=(), scales=None, flip=No
                     progress: bool = True) -> dict:
     """The encoding + decoding ceiling of the method of ``config`` on an annotation file (no images, no model)."""
     _check_limit(limit)
+    if out_dir is not None:
+        atomic.check_output_folder(out_dir)
     cfg = load_config(config, overrides)
     method = method_for_config(cfg)
     cfg = cfg.with_overrides(method.tta_overrides(scales, flip))

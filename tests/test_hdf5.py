@@ -212,7 +212,7 @@ def test_failure_mid_write_leaves_nothing(dataset, tmp_path, monkeypatch, error)
         with pytest.raises(error):
             prepare_coco_hdf5(ann, images, tmp_path / name, progress=False, workers=2)
         calls.clear()
-    assert [len(names) for names in seen] == [2, 2] and seen[0][0].endswith(".tmp")
+    assert [len(names) for names in seen] == [2, 2] and seen[0][0].startswith(".tmp-")
     assert sorted(os.listdir(tmp_path)) == ["keep.h5"]
     assert (tmp_path / "keep.h5").read_bytes() == b"old"
 
