@@ -75,6 +75,9 @@ def format_summary(metrics: dict) -> str:
     if empty:
         lines.append(f"n/a ({', '.join(empty)}): no ground-truth person of that size on these images (COCO sizes: "
                      "medium 32^2-96^2 px, large > 96^2 px of segment area); metrics.json keeps COCOeval's -1")
+    if metrics.get("boxes_dropped"):
+        dropped = ", ".join(f"{k}: {v}" for k, v in sorted(metrics["boxes_dropped"].items()))
+        lines.append(f"person boxes left out: {dropped}")
     if metrics.get("images_skipped"):
         lines.append(f"{metrics['images_skipped']} unreadable image(s) skipped and left out of these metrics: "
                      f"{', '.join(metrics.get('skipped_images', [])[:5])}"

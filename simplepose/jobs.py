@@ -82,7 +82,7 @@ def draw_image(weights, image_path, out_path, *, json_path=None, config=None, ov
     method = get_method(predictor.meta.method)
     if boxes and not method.takes_boxes:
         raise ConfigError(f"person boxes (--box) are for top-down models; {weights} is a {method.name} model")
-    poses = predictor.predict(image, boxes or None)
+    poses = [pose.inside(image.shape[1], image.shape[0]) for pose in predictor.predict(image, boxes or None)]
     write_image(out_path, draw_poses(image, poses, predictor.skeleton))
     found = {"image": os.fspath(image_path), "width": image.shape[1], "height": image.shape[0],
              "poses": [pose.to_dict(predictor.skeleton) for pose in poses]}
