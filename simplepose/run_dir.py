@@ -179,7 +179,10 @@ def plot_losses(csv_path, png_path) -> None:
             values += [v for _, v in points]
     epochs = [int(r["epoch"]) for r in rows]
     ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if max(epochs) - min(epochs) < 10:
+        ax.set_xticks(range(min(epochs), max(epochs) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     positive = [v for v in values if v > 0]
     if positive and max(positive) > 10 * min(positive):
         ax.set_yscale("log")

@@ -1,7 +1,7 @@
 """Write PNGs of augmented training samples with keypoints, limb maps and the loss mask overlaid.
 
-One PNG per sample (the file's first N samples), four titled panels side by side under a caption (sample,
-image, augmentation draw): the crop with the people's keypoints and limbs | keypoint heatmaps (max over
+One PNG per sample (the file's first N samples), four titled panels side by side under a caption (sample
+and augmentation draw): the crop with the people's keypoints and limbs | keypoint heatmaps (max over
 channels) | limb maps (max over channels) | the loss mask (red = not supervised).
 
 Example:
@@ -55,7 +55,7 @@ def main(argv=None, prog=None) -> int:
         sample = augment_sample(reader, index, sample_rng(args.seed, args.epoch, index), cfg, not args.val)
         draw = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                          for k, v in dataclasses.asdict(sample.params).items())
-        caption = f"sample {index}, image {sample.image_id}: {draw}"
+        caption = f"sample {index} of {len(reader)}: {draw}"
         panels = sample_panels(sample.image, sample.keypoints, sample_targets(sample, cfg), cfg.skeleton,
                                caption=caption)
         path = os.path.join(args.out, f"sample_{index:03d}.png")

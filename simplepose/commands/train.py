@@ -13,7 +13,7 @@ Examples:
 import os
 import sys
 
-from simplepose import cli
+from simplepose import atomic, cli
 
 
 def build_parser(prog=None):
@@ -60,6 +60,7 @@ def main(argv=None, prog=None) -> int:
     missing = [flag for flag, value in (("--train", args.train), ("--run-dir", args.run_dir)) if not value]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
+    atomic.check_output_folder(args.run_dir)  # now, not after the data and the model are ready
     from simplepose.run_dir import CSV_FILE, PLOT_FILE, best_logged
     from simplepose.train import fit
 
