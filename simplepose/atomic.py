@@ -89,9 +89,22 @@ def check_output_folder(folder) -> None:
         raise PermissionError(errno.EACCES, f"no permission to write in {existing}", folder)
 
 
+def check_replaceable(path) -> None:
+    """Raise ``IsADirectoryError``/``OSError`` if ``path`` exists and is not a regular file.
+
+    A rename would otherwise replace a folder's entry or a device (``/dev/full``, a FIFO) with a file.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise OSError(errno.EINVAL, "exists and is not a regular file (a device or a pipe?)", path)
+
+
 def write_bytes(path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place (no partial file)."""
     path = os.fspath(path)
+    check_replaceable(path)
     clean_stale(path)
     folder, name = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f"-{name}")

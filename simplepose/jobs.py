@@ -77,6 +77,8 @@ def draw_image(weights, image_path, out_path, *, json_path=None, config=None, ov
         folder = os.path.dirname(os.path.abspath(path)) if path else None
         if folder and not os.path.isdir(folder):
             raise DataError(f"{path}: folder {folder} does not exist")
+        if path:
+            atomic.check_replaceable(path)  # before the network runs, and before the other file is written
     image = as_bgr_uint8(read_image(image_path, orient=True))
     predictor = load_predictor(weights, config=config, overrides=overrides, scales=scales, flip=flip)
     method = get_method(predictor.meta.method)

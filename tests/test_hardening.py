@@ -145,6 +145,32 @@ def test_demo_json_in_a_missing_folder_writes_nothing(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["img.png"]
 
 
+@pytest.mark.parametrize("command", ["prepare", "evaluate"])
+def test_devices_and_pipes_are_never_replaced(command, tmp_path, synthetic_coco, capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    out = str(fifo if command == "prepare" else tmp_path)
+    if command == "evaluate":  # its files are results.json and metrics.json in --out
+        os.mkfifo(tmp_path / "results.json")
+    rc = COMMANDS[command](tmp_path, out, synthetic_coco)
+    assert "not a regular file" in one_line_error(capsys, rc, "fifo" if command == "prepare" else "results.json")
+    assert fifo.is_fifo() and leftovers(tmp_path) == []
+
+
+def test_demo_output_that_is_a_folder_fails_before_the_network(tmp_path, capsys, monkeypatch):
+    from simplepose import jobs
+    from simplepose.commands import demo
+
+    monkeypatch.setattr(jobs, "load_predictor", lambda *a, **k: pytest.fail("the model was loaded"))
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
+    (tmp_path / "d.json").mkdir()
+    rc = demo.main(["--weights", "m.keras", "--image", str(image), "--out", str(tmp_path / "d.png"),
+                    "--json", str(tmp_path / "d.json")])
+    assert "a folder, not a file" in one_line_error(capsys, rc, "d.json")
+    assert sorted(os.listdir(tmp_path)) == ["d.json", "img.png"]
+
+
 def test_os_errors_are_one_line(capsys):
     @cli.run_main
     def main(argv=None):

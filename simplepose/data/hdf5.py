@@ -102,6 +102,7 @@ class HDF5Writer:
         self.path = os.fspath(path)
         self.attrs = dict(attrs or {})
         self.flush_every = flush_every
+        atomic.check_replaceable(self.path)
         atomic.clean_stale(self.path)  # left by a killed writer of the same file
         self.tmp_path = atomic.temp_path(self.path, "h5")
         self._file = h5py.File(self.tmp_path, "w")

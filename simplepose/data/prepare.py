@@ -14,6 +14,7 @@ import numpy as np
 import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from simplepose import atomic
 from simplepose.data import coco
 from simplepose.data.codecs import decode_image, encode_mask
 from simplepose.data.hdf5 import HDF5Writer, ImageRecord
@@ -159,15 +160,15 @@ def prepare_coco_hdf5(annotations, images, out, *, limit: int | None = None, wor
 
     Raises:
         EmptyDataError: no sample (and not ``allow_empty``); nothing is written.
-        FileNotFoundError / NotADirectoryError / IsADirectoryError: missing inputs, or ``out`` is a folder.
+        FileNotFoundError / NotADirectoryError / IsADirectoryError / OSError: missing inputs, or ``out`` is a
+            folder or a device.
         coco.CocoFormatError: malformed annotation file.
     """
     start = time.perf_counter()
     images, out = os.fspath(images), os.fspath(out)
     if not os.path.isdir(images):
         raise NotADirectoryError(f"image folder not found: {images}")
-    if os.path.isdir(out):
-        raise IsADirectoryError(f"output is a folder: {out}")
+    atomic.check_replaceable(out)
     data = coco.load_coco_keypoints(annotations)
     infos = data.images[:limit] if limit is not None else data.images
     summary = PrepSummary(images_total=len(infos))
