@@ -362,8 +362,8 @@ def test_evaluation_checks_annotations_before_the_network(oracle, dataset, tmp_p
 
 
 # === Model files ===
-@pytest.mark.parametrize("content,problem", [(None, "truncated"), (b"not a model\n", "not a Keras model file"),
-                                             (b"", "empty")])
+@pytest.mark.parametrize("content,problem", [(None, "truncated"), (b"not a model\n", "starts with b'not a mo"),
+                                             (b"", "empty"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file")])
 def test_broken_keras_files_say_what_is_wrong(content, problem, tmp_path, capsys):
     from simplepose.config import load_config
     from simplepose.methods import build_model

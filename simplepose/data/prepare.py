@@ -38,7 +38,8 @@ class PrepSummary:
             a main person, and left out of the stored people.
         samples_written, people_written: rows written.
         keypoints_outside: labelled keypoints outside their image, set to v = 0 (see ``coco.keypoints_array``).
-        bytes_written: size of the output file. seconds: wall time.
+        bytes_written: size of the output file. seconds: wall time. read_seconds: time spent reading and
+            writing the images (what the progress bar measures).
     """
 
     images_total: int = 0
@@ -51,19 +52,21 @@ class PrepSummary:
     keypoints_outside: int = 0
     bytes_written: int = 0
     seconds: float = 0.0
+    read_seconds: float = 0.0
 
     def format(self) -> str:
         """A few human-readable lines."""
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(self.images_skipped.items())) or "none"
         files = self.images_read + sum(self.images_skipped.values())
-        rate = files / self.seconds if self.seconds > 0 else 0.0
+        rate = files / self.read_seconds if self.read_seconds > 0 else 0.0
         return (f"images: {self.images_total} considered, {self.images_read} read, "
                 f"{self.images_without_samples} without a main person (not read)\n"
                 f"images skipped: {sum(self.images_skipped.values())} ({skipped})\n"
                 f"people dropped for a bbox without positive width and height: {self.people_bad_bbox}\n"
                 f"samples written: {self.samples_written} ({self.people_written} people); "
                 f"keypoints outside their image set to v=0: {self.keypoints_outside}\n"
-                f"{self.bytes_written / 2**20:.1f} MiB in {self.seconds:.1f} s ({rate:.1f} image files/s)")
+                f"{self.bytes_written / 2**20:.1f} MiB in {self.seconds:.1f} s; {files} image files read in "
+                f"{self.read_seconds:.1f} s ({rate:.1f}/s, the progress bar's rate)")
 
 
 class EmptyDataError(DataError):
@@ -206,7 +209,7 @@ def prepare_coco_hdf5(annotations, images, out, *, limit: int | None = None, wor
 
 def _write_records(writer: HDF5Writer, jobs: list, workers: int, progress: bool, summary: PrepSummary) -> None:
     """Build the records of ``jobs`` (in order, on ``workers`` threads), write them and count into ``summary``."""
-    skipped = collections.Counter()
+    skipped, start = collections.Counter(), time.perf_counter()
     # warnings go above the bar (not onto its line); the bar's rate is the run's average, as in the summary
     with logging_redirect_tqdm(), tqdm.tqdm(total=len(jobs), desc="image files", unit="img", smoothing=0,
                                             disable=not progress) as bar:
@@ -223,3 +226,4 @@ def _write_records(writer: HDF5Writer, jobs: list, workers: int, progress: bool,
             summary.people_written += len(record.keypoints)
             summary.keypoints_outside += outside
     summary.images_skipped = dict(skipped)
+    summary.read_seconds = time.perf_counter() - start
