@@ -135,6 +135,8 @@ def run_main(main):
 def describe_os_error(error: OSError) -> str:
     """One line naming the path(s) and the problem of an ``OSError`` (no Python class names)."""
     problem = error.strerror or str(error)
+    if error.errno == errno.EEXIST and error.filename is not None and not os.path.isdir(error.filename):
+        problem = "exists and is not a folder"  # os.makedirs(..., exist_ok=True) on a file
     if error.errno == errno.ENOSPC:
         problem += " (free some space or write elsewhere)"
     paths = [p for p in (error.filename, error.filename2) if p is not None]
