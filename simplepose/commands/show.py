@@ -53,8 +53,7 @@ def main(argv=None, prog=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     for index in range(count):
         sample = augment_sample(reader, index, sample_rng(args.seed, args.epoch, index), cfg, not args.val)
-        draw = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                         for k, v in dataclasses.asdict(sample.params).items())
+        draw = ", ".join(f"{k} {_short(v)}" for k, v in dataclasses.asdict(sample.params).items())
         caption = f"sample {index} of {len(reader)}: {draw}"
         panels = sample_panels(sample.image, sample.keypoints, sample_targets(sample, cfg), cfg.skeleton,
                                caption=caption)
@@ -63,3 +62,12 @@ def main(argv=None, prog=None) -> int:
         LOG.info("%s: %s, decoded at 1/%d", path, sample.params, sample.reduce)
     print(f"wrote {count} PNG(s) to {args.out}")
     return 0
+
+
+def _short(value) -> str:
+    """A number with 2 decimals, a tuple of them, or anything else as it prints."""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_short(v) for v in value) + ")"
+    return str(value)
