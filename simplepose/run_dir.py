@@ -153,6 +153,21 @@ def make_callbacks(run_dir, *, chief: bool, validate: bool, worker_id: int = 0) 
     return callbacks
 
 
+def session_summary(run_dir, history, epochs: int) -> str:
+    """The last line of a training command: what this session did, the losses, where the model and curves are."""
+    logs, model = history.history, os.path.join(run_dir, "model.keras")
+    if not logs.get("loss"):
+        return f"nothing to do: {run_dir} already holds {epochs} epoch(s); model: {model}"
+    last = f"last loss {logs['loss'][-1]:.4g}"
+    if logs.get("val_loss"):
+        best = best_logged(os.path.join(run_dir, CSV_FILE))
+        last += f", val_loss {logs['val_loss'][-1]:.4g}; model: {model} (best val_loss {best:.4g})"
+    else:
+        last += f"; model: {model} (last epoch; no --val)"
+    return (f"done: {len(logs['loss'])} epoch(s) this session (epochs {history.epoch[0] + 1}..{history.epoch[-1] + 1} "
+            f"of {epochs}), {last}; curves: {os.path.join(run_dir, PLOT_FILE)}")
+
+
 def plot_losses(csv_path, png_path) -> None:
     """PNG of the loss curves logged in ``csv_path`` (one line per loss column), written atomically.
 

@@ -10,7 +10,6 @@ Examples:
         --train coco/annotations/person_keypoints_train2017.json --train-images coco/train2017 \\
         --val coco/annotations/person_keypoints_val2017.json --val-images coco/val2017 --run-dir runs/td
 """
-import os
 import sys
 
 from simplepose import atomic, cli
@@ -61,24 +60,11 @@ def main(argv=None, prog=None) -> int:
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     atomic.check_output_folder(args.run_dir)  # now, not after the data and the model are ready
-    from simplepose.run_dir import CSV_FILE, PLOT_FILE, best_logged
+    from simplepose.run_dir import session_summary
     from simplepose.train import fit
 
     # Keras' progress bar writes terminal escape codes; one plain line per epoch when stdout is a file or pipe
-    verbose = "auto" if sys.stdout.isatty() else 2
     history = fit(cfg, args.run_dir, args.train, args.val, train_images=args.train_images,
-                  val_images=args.val_images, verbose=verbose)
-    logs = history.history
-    model = os.path.join(args.run_dir, "model.keras")
-    if not logs.get("loss"):
-        print(f"nothing to do: {args.run_dir} already holds {cfg.train.epochs} epoch(s); model: {model}")
-        return 0
-    last = f"last loss {logs['loss'][-1]:.4g}"
-    if logs.get("val_loss"):
-        best = best_logged(os.path.join(args.run_dir, CSV_FILE))
-        last += f", val_loss {logs['val_loss'][-1]:.4g}; model: {model} (best val_loss {best:.4g})"
-    else:
-        last += f"; model: {model} (last epoch; no --val)"
-    print(f"done: {len(logs['loss'])} epoch(s) this session (epochs {history.epoch[0] + 1}..{history.epoch[-1] + 1} "
-          f"of {cfg.train.epochs}), {last}; curves: {os.path.join(args.run_dir, PLOT_FILE)}")
+                  val_images=args.val_images, verbose="auto" if sys.stdout.isatty() else 2)
+    print(session_summary(args.run_dir, history, cfg.train.epochs))
     return 0

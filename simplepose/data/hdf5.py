@@ -32,7 +32,7 @@ import threading
 import h5py
 import numpy as np
 
-from simplepose import atomic
+from simplepose.atomic import check_replaceable, clean_stale, temp_path
 from simplepose._version import __version__
 from simplepose.data.codecs import REDUCTIONS, decode_image, decode_mask, reduce_points, reduced_size
 from simplepose.skeleton import COCO_KEYPOINTS
@@ -102,9 +102,9 @@ class HDF5Writer:
         self.path = os.fspath(path)
         self.attrs = dict(attrs or {})
         self.flush_every = flush_every
-        atomic.check_replaceable(self.path)
-        atomic.clean_stale(self.path)  # left by a killed writer of the same file
-        self.tmp_path = atomic.temp_path(self.path, "h5")
+        check_replaceable(self.path)
+        clean_stale(self.path)  # left by a killed writer of the same file
+        self.tmp_path = temp_path(self.path, "h5")
         self._file = h5py.File(self.tmp_path, "w")
         try:
             for name, (shape, dtype) in _DATASETS.items():

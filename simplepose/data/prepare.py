@@ -14,7 +14,7 @@ import numpy as np
 import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from simplepose import atomic
+from simplepose.atomic import check_replaceable
 from simplepose.data import coco
 from simplepose.data.codecs import decode_image, encode_mask
 from simplepose.data.hdf5 import HDF5Writer, ImageRecord
@@ -171,7 +171,7 @@ def prepare_coco_hdf5(annotations, images, out, *, limit: int | None = None, wor
     images, out = os.fspath(images), os.fspath(out)
     if not os.path.isdir(images):
         raise NotADirectoryError(f"image folder not found: {images}")
-    atomic.check_replaceable(out)
+    check_replaceable(out)
     data = coco.load_coco_keypoints(annotations)
     infos = data.images[:limit] if limit is not None else data.images
     summary = PrepSummary(images_total=len(infos))

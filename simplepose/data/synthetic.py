@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from simplepose import atomic
-from simplepose.atomic import write_bytes
+from simplepose.atomic import clean_stale, temp_path, write_bytes
 from simplepose.data.stick_people import DISTAL, FACE, Person, background, bgr, draw, sample_pose
 from simplepose.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 
@@ -260,8 +259,8 @@ def _index_cases(images: list[dict], anns: list[dict], tags: dict) -> tuple[dict
 def _replace_whole(root, kwargs) -> SyntheticCoco:
     """:func:`make_synthetic_coco` into a temporary sibling of ``root``, then swapped in for ``root``."""
     root = pathlib.Path(root)
-    atomic.clean_stale(root)
-    staging, old = pathlib.Path(atomic.temp_path(root, "new")), pathlib.Path(atomic.temp_path(root, "old"))
+    clean_stale(root)
+    staging, old = pathlib.Path(temp_path(root, "new")), pathlib.Path(temp_path(root, "old"))
     try:
         result = make_synthetic_coco(staging, **kwargs)
         if root.exists():
