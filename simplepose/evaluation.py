@@ -13,6 +13,7 @@ import numpy as np
 from simplepose import atomic
 from simplepose.data.codecs import read_image
 from simplepose.data.coco import load_coco
+from simplepose.errors import DataError
 
 LOG = logging.getLogger(__name__)
 
@@ -62,9 +63,26 @@ def run_coco_eval(ann_file, results, image_ids=None) -> dict:
 
 
 def format_summary(metrics: dict) -> str:
-    """A two-line table of the COCO metrics (3 decimals)."""
+    """A two-line table of the COCO metrics (3 decimals), then a line per caveat.
+
+    COCOeval's -1 (no ground-truth person in that size range) shows as ``n/a`` with a note; skipped images
+    are counted.
+    """
     names = [n for n in METRIC_NAMES if n in metrics]
-    return "  ".join(f"{n:>6}" for n in names) + "\n" + "  ".join(f"{metrics[n]:6.3f}" for n in names)
+    lines = ["  ".join(f"{n:>6}" for n in names),
+             "  ".join(f"{'n/a':>6}" if metrics[n] == -1 else f"{metrics[n]:6.3f}" for n in names)]
+    empty = [n for n in names if metrics[n] == -1]
+    if empty:
+        lines.append(f"n/a ({', '.join(empty)}): no ground-truth person of that size on these images (COCO sizes: "
+                     "medium 32^2-96^2 px, large > 96^2 px of segment area); metrics.json keeps COCOeval's -1")
+    if metrics.get("boxes_dropped"):
+        dropped = ", ".join(f"{k}: {v}" for k, v in sorted(metrics["boxes_dropped"].items()))
+        lines.append(f"person boxes left out: {dropped}")
+    if metrics.get("images_skipped"):
+        lines.append(f"{metrics['images_skipped']} unreadable image(s) skipped and left out of these metrics: "
+                     f"{', '.join(metrics.get('skipped_images', [])[:5])}"
+                     f"{' ...' if metrics['images_skipped'] > 5 else ''}")
+    return "\n".join(lines)
 
 
 class StageTimer:
@@ -113,30 +131,38 @@ def evaluate_predictor(predictor, ann_file, image_dir, *, boxes=None, limit=None
 
     Returns:
         the COCO metrics plus ``"timing": {stage: {"median", "mean", ...}}`` in ms/image (stages of the
-        predictor plus ``total`` and ``read``), ``"images"``, ``"results"`` (people reported) and, with
-        ``boxes``, ``"boxes"`` (boxes given on the evaluated images).
-
-    Raises:
-        DataError: an image is missing or unreadable.
+        predictor plus ``total`` and ``read``), ``"images"`` (evaluated), ``"images_skipped"`` and
+        ``"skipped_images"`` (missing or unreadable files: skipped, logged, and left out of the metrics; the
+        first 100 names), ``"results"`` (people reported) and, with ``boxes``, ``"boxes"`` (boxes given on
+        the evaluated images).
     """
     gt = load_coco(ann_file)
     ids = sorted(gt.getImgIds())[: limit if limit else None]
-    timer, poses_by_image, num_boxes = StageTimer(), {}, 0
+    timer, poses_by_image, num_boxes, skipped = StageTimer(), {}, 0, []
     for image_id in progress_bar(ids, progress, "evaluate"):
         image_boxes, box_scores = (None, None) if boxes is None else boxes.get(image_id, ((), ()))
         if boxes is not None and not len(image_boxes):
             poses_by_image[image_id] = []
             continue
-        num_boxes += 0 if image_boxes is None else len(image_boxes)
         path = os.path.join(image_dir, gt.loadImgs([image_id])[0]["file_name"])
         start = time.perf_counter()
-        image = read_image(path)
+        try:
+            image = read_image(path)
+        except DataError as e:
+            LOG.warning("skipped %s", e)
+            skipped.append(os.path.basename(path))
+            continue
         read = time.perf_counter()
+        num_boxes += 0 if image_boxes is None else len(image_boxes)
         poses_by_image[image_id] = predictor.predict(image, image_boxes, box_scores)
         timer.add(dict(predictor.last_timings, read=1000.0 * (read - start),
                        total=1000.0 * (time.perf_counter() - read)))
-    extra = dict(extra or {}, **({} if boxes is None else {"boxes": num_boxes}))
-    return finish_evaluation(gt, poses_by_image, predictor.skeleton, ids, timer, out_dir, extra)
+    extra = dict(extra or {}, images_skipped=len(skipped), skipped_images=skipped[:100],
+                 **({} if boxes is None else {"boxes": num_boxes}))
+    if skipped:
+        LOG.warning("%d unreadable image(s) skipped and left out of the metrics (listed in metrics.json)", len(skipped))
+    return finish_evaluation(gt, poses_by_image, predictor.skeleton, [i for i in ids if i in poses_by_image], timer,
+                             out_dir, extra)
 
 
 def finish_evaluation(gt, poses_by_image, skeleton, image_ids, timer, out_dir=None, extra=None) -> dict:

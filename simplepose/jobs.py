@@ -33,6 +33,8 @@ def evaluate_model(weights, ann_file, image_dir, *, config=None, overrides=(), s
         limit: the first ``limit`` images only. out_dir: where ``results.json`` and ``metrics.json`` go.
     """
     _check_limit(limit)
+    if out_dir is not None:
+        atomic.check_output_folder(out_dir)
     if image_dir is None or not os.path.isdir(image_dir):
         raise DataError(f"{image_dir}: image folder not found")
     if boxes_file is not None and not os.path.isfile(boxes_file):
@@ -48,6 +50,8 @@ def evaluate_oracle(ann_file, *, config=None, overrides=(), scales=None, flip=No
                     progress: bool = True) -> dict:
     """The encoding + decoding ceiling of the method of ``config`` on an annotation file (no images, no model)."""
     _check_limit(limit)
+    if out_dir is not None:
+        atomic.check_output_folder(out_dir)
     cfg = load_config(config, overrides)
     method = method_for_config(cfg)
     cfg = cfg.with_overrides(method.tta_overrides(scales, flip))
@@ -73,12 +77,14 @@ def draw_image(weights, image_path, out_path, *, json_path=None, config=None, ov
         folder = os.path.dirname(os.path.abspath(path)) if path else None
         if folder and not os.path.isdir(folder):
             raise DataError(f"{path}: folder {folder} does not exist")
+        if path:
+            atomic.check_replaceable(path)  # before the network runs, and before the other file is written
     image = as_bgr_uint8(read_image(image_path, orient=True))
     predictor = load_predictor(weights, config=config, overrides=overrides, scales=scales, flip=flip)
     method = get_method(predictor.meta.method)
     if boxes and not method.takes_boxes:
         raise ConfigError(f"person boxes (--box) are for top-down models; {weights} is a {method.name} model")
-    poses = predictor.predict(image, boxes or None)
+    poses = [pose.inside(image.shape[1], image.shape[0]) for pose in predictor.predict(image, boxes or None)]
     write_image(out_path, draw_poses(image, poses, predictor.skeleton))
     found = {"image": os.fspath(image_path), "width": image.shape[1], "height": image.shape[0],
              "poses": [pose.to_dict(predictor.skeleton) for pose in poses]}

@@ -59,6 +59,16 @@ class Pose:
                 "keypoints": [round(float(v), 2) for v in flat.reshape(-1)],
                 "score": float(self.score)}
 
+    def inside(self, width: int, height: int) -> "Pose":
+        """This pose as reported for a ``width`` x ``height`` image: present keypoints clipped to the pixel
+        centres' range ``[0, width - 1] x [0, height - 1]`` (flip averaging or a box near the border can put
+        one a fraction of a pixel outside) and the person score at least 0."""
+        kp = np.array(self.keypoints, dtype=np.float32, copy=True)
+        present = kp[:, 2] > 0
+        kp[present, 0] = np.clip(kp[present, 0], 0, width - 1)
+        kp[present, 1] = np.clip(kp[present, 1], 0, height - 1)
+        return Pose(keypoints=kp, score=max(0.0, float(self.score)))
+
     def to_dict(self, skeleton) -> dict:
         """A plain JSON object: ``{"score", "keypoints": {name: [x, y, score]}}``, present keypoints only."""
         return {"score": round(float(self.score), 4),

@@ -11,13 +11,13 @@ import os
 
 import keras
 
-from simplepose.atomic import write_bytes
+from simplepose.atomic import clean_stale, temp_path, write_bytes
 from simplepose.config import Config
 from simplepose.errors import TrainingError
 
 LOG = logging.getLogger(__name__)
 
-CONFIG_FILE, BACKUP_DIR, CSV_FILE = "config.yaml", "backup", "log.csv"
+CONFIG_FILE, BACKUP_DIR, CSV_FILE, PLOT_FILE = "config.yaml", "backup", "log.csv", "losses.png"
 #: Config keys that may change between a run and its resumption (continue for more epochs).
 RESUMABLE_CHANGES = {("train", "epochs")}
 
@@ -85,11 +85,13 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     Args:
         path: ``.keras`` file.
         monitor: log key to minimise; None saves every epoch.
+        best: the best ``monitor`` value of the epochs before this session (a resumed run keeps its best
+            model unless a new epoch beats it).
     """
 
-    def __init__(self, path, monitor=None):
+    def __init__(self, path, monitor=None, best: float = math.inf):
         super().__init__()
-        self.path, self.monitor, self.best = os.fspath(path), monitor, math.inf
+        self.path, self.monitor, self.best = os.fspath(path), monitor, float(best)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor) if self.monitor else None
@@ -97,9 +99,35 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             if value is None or not value < self.best:
                 return
             self.best = float(value)
-        tmp = os.path.join(os.path.dirname(self.path), f".tmp-{os.path.basename(self.path)}")
-        self.model.save(tmp, overwrite=True)
-        os.replace(tmp, self.path)
+        clean_stale(self.path)
+        tmp = temp_path(self.path, "ckpt")  # keeps the .keras ending Keras asks for
+        try:
+            self.model.save(tmp, overwrite=True)
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+class LossPlot(keras.callbacks.Callback):
+    """Redraw ``losses.png`` from ``log.csv`` after every epoch (after the CSV logger wrote the epoch's row)."""
+
+    def __init__(self, csv_path, png_path):
+        super().__init__()
+        self.csv_path, self.png_path = os.fspath(csv_path), os.fspath(png_path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if os.path.exists(self.csv_path):
+            plot_losses(self.csv_path, self.png_path)
+
+
+def best_logged(csv_path, key: str = "val_loss") -> float:
+    """The smallest finite ``key`` value in ``log.csv`` (inf when there is none): the best before a resume."""
+    if not os.path.exists(csv_path):
+        return math.inf
+    with open(csv_path, newline="") as f:
+        values = [_number(row.get(key) or "") for row in csv.DictReader(f)]
+    return min((v for v in values if v is not None and math.isfinite(v)), default=math.inf)
 
 
 def make_callbacks(run_dir, *, chief: bool, validate: bool, worker_id: int = 0) -> list:
@@ -114,7 +142,9 @@ def make_callbacks(run_dir, *, chief: bool, validate: bool, worker_id: int = 0) 
         callbacks += [
             keras.callbacks.CSVLogger(os.path.join(run_dir, CSV_FILE), append=True),
             AtomicCheckpoint(os.path.join(run_dir, "last.keras")),
-            AtomicCheckpoint(os.path.join(run_dir, "model.keras"), "val_loss" if validate else None),
+            AtomicCheckpoint(os.path.join(run_dir, "model.keras"), "val_loss" if validate else None,
+                             best=best_logged(os.path.join(run_dir, CSV_FILE)) if validate else math.inf),
+            LossPlot(os.path.join(run_dir, CSV_FILE), os.path.join(run_dir, PLOT_FILE)),
         ]
         if importlib.util.find_spec("tensorboard") is not None:
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False))
@@ -123,25 +153,60 @@ def make_callbacks(run_dir, *, chief: bool, validate: bool, worker_id: int = 0) 
     return callbacks
 
 
+def session_summary(run_dir, history, epochs: int) -> str:
+    """The last line of a training command: what this session did, the losses, where the model and curves are."""
+    logs, model = history.history, os.path.join(run_dir, "model.keras")
+    if not logs.get("loss"):
+        return f"nothing to do: {run_dir} already holds {epochs} epoch(s); model: {model}"
+    last = f"last loss {logs['loss'][-1]:.4g}"
+    if logs.get("val_loss"):
+        best = best_logged(os.path.join(run_dir, CSV_FILE))
+        last += f", val_loss {logs['val_loss'][-1]:.4g}; model: {model} (best val_loss {best:.4g})"
+    else:
+        last += f"; model: {model} (last epoch; no --val)"
+    return (f"done: {len(logs['loss'])} epoch(s) this session (epochs {history.epoch[0] + 1}..{history.epoch[-1] + 1} "
+            f"of {epochs}), {last}; curves: {os.path.join(run_dir, PLOT_FILE)}")
+
+
 def plot_losses(csv_path, png_path) -> None:
-    """PNG of the loss curves logged in ``csv_path`` (one line per loss column), written atomically."""
+    """PNG of the loss curves logged in ``csv_path`` (one line per loss column), written atomically.
+
+    The x axis shows the epochs as ``log.csv`` numbers them (Keras counts from 0) with integer ticks; the
+    y axis is logarithmic only when the losses span more than a factor 10, so short runs stay readable.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
+    values = []
     for key in (k for k in rows[0] if k.endswith("loss")):
-        points = [(int(r["epoch"]) + 1, _number(r[key])) for r in rows]
-        points = [(e, v) for e, v in points if v is not None]
+        points = [(int(r["epoch"]), _number(r[key])) for r in rows]
+        points = [(e, v) for e, v in points if v is not None and math.isfinite(v)]
         if points:
             ax.plot(*zip(*points), marker="o", label=key)
-    ax.set(xlabel="epoch", ylabel="loss", yscale="log", title=os.path.basename(os.path.dirname(csv_path)))
-    ax.legend()
+            values += [v for _, v in points]
+    epochs = [int(r["epoch"]) for r in rows]
+    ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    if max(epochs) - min(epochs) < 10:
+        ax.set_xticks(range(min(epochs), max(epochs) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) > 10 * min(positive):
+        ax.set_yscale("log")
+    ax.set(xlabel="epoch (as in log.csv, first = 0)", ylabel="loss",
+           title=f"{os.path.basename(os.path.dirname(os.path.abspath(csv_path)))}: {len(rows)} epoch(s)")
+    ax.grid(alpha=0.3)
+    if values:
+        ax.legend()
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)

@@ -76,6 +76,7 @@ class KerasRunner(Runner):
             if keras.backend.backend() == "tensorflow":
                 import tensorflow as tf
 
+                _quiet_expected_retracing()
                 return tf.function(lambda x: model(x, training=False))
             return model.predict_on_batch  # compiled (jit) on the other backends
         return lambda x: model(x, training=False)
@@ -85,6 +86,20 @@ class KerasRunner(Runner):
         if self.output_key is not None:
             out = out[self.output_key]
         return {name: value for name, value in out.items()}
+
+
+class _ExpectedRetracing(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning: a Keras
+    runner traces once per padded input shape by design (images of several sizes), which is what it reports."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _quiet_expected_retracing() -> None:
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _ExpectedRetracing) for f in logger.filters):
+        logger.addFilter(_ExpectedRetracing())
 
 
 class SavedModelRunner(Runner):

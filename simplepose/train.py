@@ -10,7 +10,7 @@ import keras
 from simplepose.config import Config
 from simplepose.errors import TrainingError
 from simplepose.methods import OpenedData, method_for_config
-from simplepose.run_dir import CSV_FILE, make_callbacks, plot_losses, prepare_run_dir, trim_csv
+from simplepose.run_dir import BACKUP_DIR, CSV_FILE, make_callbacks, plot_losses, prepare_run_dir, trim_csv
 
 __all__ = ["TrainingError", "build_and_compile", "fit", "make_strategy", "open_source", "resolve_steps"]
 
@@ -169,9 +169,15 @@ def fit(cfg: Config, run_dir, train, val=None, *, train_images=None, val_images=
     train_ds, val_ds = make_datasets(cfg, train, val, seed=cfg.train.seed + 7919 * initial_epoch)
     worker = getattr(getattr(strategy, "cluster_resolver", None), "task_id", 0) or 0
     all_callbacks = make_callbacks(run_dir, chief=chief, validate=val is not None, worker_id=worker)
-    LOG.info("training %s (%d parameters) on %d replica(s), global batch %d, %d steps/epoch, epochs %d..%d",
-             model.name, model.count_params(), replica_count(strategy), cfg.train.batch_size, steps,
-             initial_epoch + 1, cfg.train.epochs)
+    if initial_epoch >= cfg.train.epochs:
+        LOG.info("%s already holds %d of %d epoch(s): nothing to train", run_dir, initial_epoch, cfg.train.epochs)
+    else:
+        if initial_epoch:
+            LOG.info("resuming %s after epoch %d of %d (weights and optimiser state from %s)", run_dir,
+                     initial_epoch, cfg.train.epochs, os.path.join(run_dir, BACKUP_DIR))
+        LOG.info("training %s (%d parameters) on %d replica(s), global batch %d, %d steps/epoch, epochs %d..%d",
+                 model.name, model.count_params(), replica_count(strategy), cfg.train.batch_size, steps,
+                 initial_epoch + 1, cfg.train.epochs)
     history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=steps,
                         callbacks=all_callbacks + list(callbacks), verbose=verbose, shuffle=False)
     if chief and os.path.exists(os.path.join(run_dir, CSV_FILE)):

@@ -21,7 +21,12 @@ def limb_colours(num_limbs: int) -> list[tuple[int, int, int]]:
 
 
 def draw_poses(image, poses, skeleton, *, min_score: float = 0.0, thickness: int = 0):
-    """A copy of ``image`` with every pose's limbs and keypoints drawn.
+    """A copy of ``image`` with every pose's limbs, keypoints and person score drawn so they stand out.
+
+    Limbs are coloured lines (one hue per limb type) on a black outline, keypoints white dots ringed in
+    black, and each person's score is printed above its keypoints on a black label; the picture itself is
+    dimmed a little. Drawn people in the image (the synthetic stick figures have the same limb colours) can
+    so be told apart from the predictions.
 
     Args:
         image: BGR uint8 image.
@@ -32,21 +37,37 @@ def draw_poses(image, poses, skeleton, *, min_score: float = 0.0, thickness: int
 
     Shapes: ``image (H, W, 3)`` -> ``(H, W, 3)`` uint8.
     """
-    canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    canvas = (np.ascontiguousarray(image, dtype=np.uint8) * 0.75).astype(np.uint8)
     size = max(canvas.shape[:2])
     width = thickness or max(1, int(round(size / 300)))
+    outline = width + max(2, width)
     colours = limb_colours(len(skeleton.drawing_limbs))
     for pose in poses:
         kp = pose.keypoints
         present = kp[:, 2] > min_score
-        for (a, b), colour in zip(skeleton.drawing_limbs, colours):
-            if present[a] and present[b]:
-                pa = (int(round(kp[a, 0])), int(round(kp[a, 1])))
-                pb = (int(round(kp[b, 0])), int(round(kp[b, 1])))
-                cv2.line(canvas, pa, pb, colour, width, cv2.LINE_AA)
-        for x, y in kp[present, :2]:
-            cv2.circle(canvas, (int(round(x)), int(round(y))), width + 1, (255, 255, 255), -1, cv2.LINE_AA)
+        limbs = [(a, b, colour) for (a, b), colour in zip(skeleton.drawing_limbs, colours) if present[a] and present[b]]
+        points = {a: (int(round(kp[a, 0])), int(round(kp[a, 1]))) for a in np.flatnonzero(present)}
+        for a, b, _ in limbs:
+            cv2.line(canvas, points[a], points[b], (0, 0, 0), outline, cv2.LINE_AA)
+        for a, b, colour in limbs:
+            cv2.line(canvas, points[a], points[b], colour, width, cv2.LINE_AA)
+        for point in points.values():
+            cv2.circle(canvas, point, width + 2, (0, 0, 0), -1, cv2.LINE_AA)
+            cv2.circle(canvas, point, width + 1, (255, 255, 255), -1, cv2.LINE_AA)
+        if points:
+            xs, ys = zip(*points.values())
+            _label(canvas, f"{pose.score:.2f}", min(xs), min(ys) - 2 * width - 4)
     return canvas
+
+
+def _label(canvas, text: str, x: int, y: int) -> None:
+    """White ``text`` on a black box whose bottom-left corner is near ``(x, y)``, kept inside the image."""
+    scale = max(0.35, max(canvas.shape[:2]) / 1200)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x = int(np.clip(x, 0, max(0, canvas.shape[1] - tw - 4)))
+    y = int(np.clip(y, th + 4, canvas.shape[0] - base - 1))
+    cv2.rectangle(canvas, (x, y - th - 4), (x + tw + 4, y + base), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (x + 2, y - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def write_image(path, image) -> None:
@@ -86,19 +107,38 @@ def draw_people(image, keypoints, skeleton):
     return out
 
 
-def sample_panels(image, keypoints, targets, skeleton) -> np.ndarray:
-    """Four panels of a training sample: the crop with its people | keypoint heatmaps (max over channels) |
-    limb maps (max over channels) | the loss mask (red = not supervised).
+#: Titles of the panels of :func:`sample_panels`, left to right.
+PANEL_TITLES = ("people (dot: visible, ring: occluded)", "keypoint heatmaps (max)", "limb maps (max)",
+                "loss mask (red: unsupervised)")
+
+
+def sample_panels(image, keypoints, targets, skeleton, *, caption: str = "") -> np.ndarray:
+    """Four titled panels of a training sample: the crop with its people | keypoint heatmaps (max over
+    channels) | limb maps (max over channels) | the loss mask (red = not supervised); ``caption`` goes on a
+    line of its own above the titles (e.g. the sample and its augmentation).
 
     Shapes: ``image (S, S, 3)`` uint8, ``keypoints (N, K, 3)`` crop pixels, ``targets`` as
-    ``render_targets`` gives them -> ``(S, 4 * S, 3)`` uint8 BGR.
+    ``render_targets`` gives them -> ``(T + S, 4 * S, 3)`` uint8 BGR, ``T`` the height of the title band.
     """
     k = skeleton.num_keypoints
     unsupervised = _upsample(1.0 - targets["mask"][..., 0], image.shape[0])[..., None] * 0.6
     masked = (image * (1 - unsupervised) + np.array([0, 0, 255]) * unsupervised).astype(np.uint8)
-    return np.concatenate([draw_people(image, keypoints, skeleton),
-                           _overlay(image, targets["keypoints"][..., :k].max(axis=-1)),
-                           _overlay(image, targets["limbs"].max(axis=-1, initial=0.0)), masked], axis=1)
+    panels = [draw_people(image, keypoints, skeleton), _overlay(image, targets["keypoints"][..., :k].max(axis=-1)),
+              _overlay(image, targets["limbs"].max(axis=-1, initial=0.0)), masked]
+    titles = np.concatenate([_title(title, p.shape[1]) for title, p in zip(PANEL_TITLES, panels)], axis=1)
+    rows = ([_title(caption, titles.shape[1])] if caption else []) + [titles, np.concatenate(panels, axis=1)]
+    return np.concatenate(rows, axis=0)
+
+
+def _title(text: str, width: int, height: int = 16) -> np.ndarray:
+    """A black band ``(height, width, 3)`` with white ``text`` in it (shrunk to fit the width)."""
+    band = np.zeros((height, width, 3), np.uint8)
+    scale = 0.4
+    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    if tw > width - 4:
+        scale *= (width - 4) / tw
+    cv2.putText(band, text, (2, height - 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return band
 
 
 def _upsample(values, size):

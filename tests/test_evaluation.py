@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from simplepose import atomic, evaluation
-from simplepose.errors import DataError
 from simplepose.pose import Pose
 from simplepose.skeleton import UPRIGHT_POSE, get_skeleton
 
@@ -125,9 +124,10 @@ def test_evaluate_predictor_end_to_end(gt_file, tmp_path):
     assert metrics["timing"]["network"]["median"] == 5.0 and {"read", "total"} <= set(metrics["timing"])
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["AP"] == pytest.approx(1.0)
     assert metrics["images"] == 2 and metrics["results"] == 3 and "boxes" not in metrics
-    (image_dir / "000002.png").unlink()
-    with pytest.raises(DataError, match="000002.png: image not found"):
-        evaluation.evaluate_predictor(predictor, path, image_dir)
+    (image_dir / "000002.png").unlink()  # skipped, counted and left out of the metrics (image 1 is perfect)
+    metrics = evaluation.evaluate_predictor(predictor, path, image_dir)
+    assert (metrics["images"], metrics["images_skipped"], metrics["skipped_images"]) == (1, 1, ["000002.png"])
+    assert metrics["AP"] == pytest.approx(1.0)
     # With person boxes, images without any are not read (000002.png is gone) and have no people.
     boxes = {1: (np.array([[0, 0, 100, 200]], np.float32), np.array([0.9]))}
     metrics = evaluation.evaluate_predictor(predictor, path, image_dir, boxes=boxes)

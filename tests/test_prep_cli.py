@@ -73,7 +73,7 @@ def test_missing_image_folder(script, small, capsys):
 def test_bad_image_is_skipped_and_reported(script, small, capsys):
     (small / "img" / "1.jpg").write_bytes(b"not a jpeg")
     rc = script.main(["--annotations", str(small / "ann.json"), "--images", str(small / "img"),
-                      "--out", str(small / "o.h5"), "--no-progress", "--log-level", "ERROR"])
+                      "--out", str(small / "o.h5"), "--no-progress", "--log-level", "ERROR", "--allow-empty"])
     out = capsys.readouterr().out
     assert rc == 0 and "images skipped: 1 (corrupt: 1)" in out and "samples written: 0" in out
     assert len(HDF5Reader(small / "o.h5")) == 0

@@ -283,7 +283,7 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
     afile = tmp_path / "file"
     afile.write_text("x")
     assert synthetic_tool.main([str(afile)]) == 2
-    assert synthetic_tool.main([str(tmp_path / "d"), "--num-images", "0"]) == 2
+    assert synthetic_tool.main([str(tmp_path / "d"), "--image-size", "16", "16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
     assert not (tmp_path / "d" / "annotations.json").exists()

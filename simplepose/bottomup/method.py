@@ -69,9 +69,13 @@ class BottomUp(Method):
         from simplepose.data.hdf5 import HDF5Reader
 
         try:
-            return OpenedData(path, len(HDF5Reader(path)))
+            num_samples = len(HDF5Reader(path))
         except (OSError, ValueError) as e:  # missing, foreign, old-schema or truncated files
             raise TrainingError(str(e).splitlines()[0]) from None
+        if num_samples == 0:
+            raise TrainingError(f"{path}: 0 samples (no image of its annotation file had a main person); "
+                                "nothing to train on")
+        return OpenedData(path, num_samples)
 
     def make_dataset(self, data, cfg, *, train: bool, global_batch: int, seed: int):
         import keras

@@ -11,6 +11,8 @@ Examples:
     simplepose evaluate --weights runs/vgg19_368/model.onnx --annotations ... --images ...
     simplepose evaluate --oracle --annotations coco/annotations/person_keypoints_val2017.json
 """
+import os
+
 from simplepose import cli
 
 
@@ -26,7 +28,7 @@ def parse_args(argv, prog=None):
     cli.add_tta_args(parser)
     parser.add_argument("--boxes", metavar="JSON", help="top-down: person boxes as COCO detection results "
                         "(default: ground-truth boxes)")
-    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
+    parser.add_argument("--limit", type=cli.positive_int, metavar="N", help="evaluate the first N images only")
     parser.add_argument("--out", metavar="DIR", help="write results.json and metrics.json here")
     cli.add_config_args(parser, model=True)
     args = parser.parse_args(argv)
@@ -50,5 +52,8 @@ def main(argv=None, prog=None) -> int:
     print(evaluation.format_summary(metrics))
     print(evaluation.format_timing(metrics["timing"]))
     if args.out:
-        print(f"results and metrics in {args.out}")
+        print(f"wrote {os.path.join(args.out, 'results.json')} ({metrics['results']} people) and "
+              f"{os.path.join(args.out, 'metrics.json')}")
+    else:
+        print("no --out: nothing saved (--out DIR writes results.json and metrics.json)")
     return 0

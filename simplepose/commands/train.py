@@ -10,22 +10,28 @@ Examples:
         --train coco/annotations/person_keypoints_train2017.json --train-images coco/train2017 \\
         --val coco/annotations/person_keypoints_val2017.json --val-images coco/val2017 --run-dir runs/td
 """
-from simplepose import cli
+import sys
+
+from simplepose import atomic, cli
 
 
 def build_parser(prog=None):
     parser = cli.make_parser(__doc__, prog)
     cli.add_config_args(parser)
-    parser.add_argument("--train", required=True, metavar="FILE",
-                        help="training data: HDF5 file (bottom-up) or COCO keypoint JSON (top-down)")
+    parser.add_argument("--train", metavar="FILE",
+                        help="training data: HDF5 file (bottom-up) or COCO keypoint JSON (top-down); required unless "
+                        "--print-config")
     parser.add_argument("--train-images", metavar="DIR", help="top-down: image folder of the --train JSON")
     parser.add_argument("--val", metavar="FILE", help="validation data, same kind as --train; model.keras is then "
                         "the best by val_loss")
     parser.add_argument("--val-images", metavar="DIR", help="top-down: image folder of the --val JSON")
-    parser.add_argument("--run-dir", required=True, help="output folder: config, logs, checkpoints, backup")
-    parser.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
-    parser.add_argument("--steps-per-epoch", type=int, help="shortcut for --set train.steps_per_epoch=N")
-    parser.add_argument("--batch-size", type=int, help="global batch; shortcut for --set train.batch_size=N")
+    parser.add_argument("--run-dir", help="output folder: config, logs, checkpoints, backup; required unless "
+                        "--print-config")
+    parser.add_argument("--epochs", type=cli.positive_int, metavar="N", help="shortcut for --set train.epochs=N")
+    parser.add_argument("--steps-per-epoch", type=cli.non_negative_int, metavar="N",
+                        help="shortcut for --set train.steps_per_epoch=N (0: one pass over --train)")
+    parser.add_argument("--batch-size", type=cli.positive_int, metavar="N",
+                        help="global batch; shortcut for --set train.batch_size=N")
     parser.add_argument("--strategy", choices=("auto", "one", "mirrored", "multiworker"),
                         help="shortcut for --set train.strategy=NAME")
     parser.add_argument("--backbone-weights", help="imagenet, none or a backbone weights file (model.backbone_weights)")
@@ -43,18 +49,22 @@ def resolve_config(args):
 
 @cli.run_main
 def main(argv=None, prog=None) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     cli.setup_logging(args.log_level)
     cfg = resolve_config(args)
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
+    missing = [flag for flag, value in (("--train", args.train), ("--run-dir", args.run_dir)) if not value]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+    atomic.check_output_folder(args.run_dir)  # now, not after the data and the model are ready
+    from simplepose.run_dir import session_summary
     from simplepose.train import fit
 
-    history = fit(cfg, args.run_dir, args.train, args.val, train_images=args.train_images, val_images=args.val_images)
-    losses = history.history.get("loss", [])
-    if losses:
-        print(f"done: {len(losses)} epoch(s) this session, last loss {losses[-1]:.4g}; outputs in {args.run_dir}")
-    else:
-        print(f"nothing to do: {args.run_dir} already holds {cfg.train.epochs} epoch(s)")
+    # Keras' progress bar writes terminal escape codes; one plain line per epoch when stdout is a file or pipe
+    history = fit(cfg, args.run_dir, args.train, args.val, train_images=args.train_images,
+                  val_images=args.val_images, verbose="auto" if sys.stdout.isatty() else 2)
+    print(session_summary(args.run_dir, history, cfg.train.epochs))
     return 0

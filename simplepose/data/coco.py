@@ -107,6 +107,10 @@ def annotation_rle(ann: dict, height: int, width: int):
     """An annotation's segmentation as one compressed RLE, exactly as ``pycocotools.COCO.annToRLE``.
 
     An annotation without a segmentation (or with an empty polygon list) falls back to its bbox rectangle.
+
+    Raises:
+        CocoFormatError: an RLE segmentation whose ``size`` is not the image's (the annotation belongs to
+            another image, or the file was edited).
     """
     segm = ann.get("segmentation")
     if not segm:
@@ -114,6 +118,10 @@ def annotation_rle(ann: dict, height: int, width: int):
         segm = [[x, y, x + w, y, x + w, y + h, x, y + h]]
     if isinstance(segm, list):
         return mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
+    size = segm.get("size") if isinstance(segm, dict) else None
+    if size is None or [int(v) for v in size] != [height, width]:
+        raise CocoFormatError(f"annotation {ann.get('id')}: its RLE segmentation is sized {size} (height, width), "
+                              f"its image {height}x{width}")
     if isinstance(segm.get("counts"), list):
         return mask_utils.frPyObjects(segm, height, width)
     return segm

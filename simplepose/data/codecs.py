@@ -38,10 +38,14 @@ def read_image(path, *, orient: bool = False) -> np.ndarray:
         DataError: the file is missing or not a readable image (the message names it).
     """
     path = os.fspath(path)
+    if not os.path.isfile(path):  # checked first: OpenCV would also print a warning of its own
+        raise DataError(f"{path}: image not found")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path}: empty file, not a readable image")
     flags = cv2.IMREAD_COLOR if orient else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imread(path, flags)
     if image is None:
-        raise DataError(f"{path}: {'not a readable image' if os.path.isfile(path) else 'image not found'}")
+        raise DataError(f"{path}: not a readable image")
     return image
 
 

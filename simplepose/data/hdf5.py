@@ -32,6 +32,7 @@ import threading
 import h5py
 import numpy as np
 
+from simplepose.atomic import check_replaceable, clean_stale, temp_path
 from simplepose._version import __version__
 from simplepose.data.codecs import REDUCTIONS, decode_image, decode_mask, reduce_points, reduced_size
 from simplepose.skeleton import COCO_KEYPOINTS
@@ -101,8 +102,9 @@ class HDF5Writer:
         self.path = os.fspath(path)
         self.attrs = dict(attrs or {})
         self.flush_every = flush_every
-        folder, name = os.path.split(os.path.abspath(self.path))
-        self.tmp_path = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+        check_replaceable(self.path)
+        clean_stale(self.path)  # left by a killed writer of the same file
+        self.tmp_path = temp_path(self.path, "h5")
         self._file = h5py.File(self.tmp_path, "w")
         try:
             for name, (shape, dtype) in _DATASETS.items():

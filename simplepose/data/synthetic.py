@@ -5,14 +5,16 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import pathlib
+import shutil
 from collections.abc import Iterable
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from simplepose.atomic import write_bytes
+from simplepose.atomic import clean_stale, temp_path, write_bytes
 from simplepose.data.stick_people import DISTAL, FACE, Person, background, bgr, draw, sample_pose
 from simplepose.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 
@@ -254,9 +256,25 @@ def _index_cases(images: list[dict], anns: list[dict], tags: dict) -> tuple[dict
     return case_images, case_anns
 
 
+def _replace_whole(root, kwargs) -> SyntheticCoco:
+    """:func:`make_synthetic_coco` into a temporary sibling of ``root``, then swapped in for ``root``."""
+    root = pathlib.Path(root)
+    clean_stale(root)
+    staging, old = pathlib.Path(temp_path(root, "new")), pathlib.Path(temp_path(root, "old"))
+    try:
+        result = make_synthetic_coco(staging, **kwargs)
+        if root.exists():
+            os.replace(root, old)
+        os.replace(staging, root)
+    finally:
+        for path in (staging, old):
+            shutil.rmtree(path, ignore_errors=True)
+    return dataclasses.replace(result, ann_file=root / result.ann_file.name, image_dir=root / result.image_dir.name)
+
+
 def make_synthetic_coco(root, *, num_images: int = 12, image_size: tuple[int, int] = (320, 240),
                         max_people: int = 4, seed: int = 0, image_format: str = "jpg",
-                        edge_cases: bool | Iterable[str] = True) -> SyntheticCoco:
+                        edge_cases: bool | Iterable[str] = True, replace: bool = False) -> SyntheticCoco:
     """Write a deterministic synthetic COCO person-keypoints dataset under ``root``.
 
     Writes ``root/images/<12-digit id>.<image_format>`` and, last and atomically, ``root/annotations.json``
@@ -272,7 +290,12 @@ def make_synthetic_coco(root, *, num_images: int = 12, image_size: tuple[int, in
         seed: random seed; image ``i`` depends only on ``(seed, i)`` and the case plan.
         image_format: ``"jpg"`` or ``"png"`` (lossless, exact colours).
         edge_cases: True (all of ``CASES``), False (none) or an iterable of case names.
+        replace: write into a temporary folder beside ``root`` and swap it in for ``root`` when complete, so
+            ``root`` ends up holding this dataset and nothing else (its old contents are deleted).
     """
+    if replace:
+        return _replace_whole(root, dict(num_images=num_images, image_size=image_size, max_people=max_people,
+                                         seed=seed, image_format=image_format, edge_cases=edge_cases))
     size = (int(image_size[0]), int(image_size[1]))
     problems = [msg for bad, msg in ((num_images < 1, f"num_images must be >= 1, got {num_images}"),
                                      (max_people < 1, f"max_people must be >= 1, got {max_people}"),

@@ -98,7 +98,8 @@ def export_model(model, fmt: str, out, *, precision: str = "float32", calibratio
     if not os.path.isdir(folder):
         raise ConfigError(f"{out}: folder {folder} does not exist")
     start = time.perf_counter()
-    tmp = tempfile.mkdtemp(dir=folder, prefix=atomic.TEMP_PREFIX)
+    atomic.clean_stale(out)
+    tmp = tempfile.mkdtemp(dir=folder, prefix=f"{atomic.TEMP_PREFIX}{os.getpid()}-", suffix=f"-{os.path.basename(out)}")
     try:
         staged = os.path.join(tmp, "model" + EXTENSIONS[fmt])
         _convert(inference_model(model, meta), meta, fmt, staged, precision)

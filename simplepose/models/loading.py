@@ -28,10 +28,22 @@ def load_model(path, *, compile: bool = False) -> keras.Model:
     if not os.path.isfile(path):
         raise ModelFileError(f"{path}: model file not found")
     if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is "
-                             f"{'empty' if os.path.getsize(path) == 0 else 'truncated or of another format'})")
+        raise ModelFileError(f"{path}: not a Keras model file ({_what_is_it(path)})")
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as e:  # Keras raises ValueError, KeyError, TypeError, OSError ... on foreign archives
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{path}: cannot load this model ({type(e).__name__}: {reason})") from None
+
+
+def _what_is_it(path) -> str:
+    """Why a file is not a ``.keras`` zip archive, from its size and first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04"):
+        return f"a zip archive cut short at {os.path.getsize(path)} bytes: truncated by an interrupted copy or save"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file: a legacy Keras .h5 model or a prepared data file, not a .keras archive"
+    return f"a .keras file is a zip archive; this one starts with {head!r}"

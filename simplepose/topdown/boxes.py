@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 
 import numpy as np
 
 from simplepose.data.coco import image_people
 from simplepose.errors import DataError
+
+LOG = logging.getLogger(__name__)
 
 
 def ground_truth_boxes(coco) -> dict:
@@ -24,16 +27,18 @@ def ground_truth_boxes(coco) -> dict:
     return out
 
 
-def detection_boxes(coco, boxes_file) -> dict:
+def detection_boxes(coco, boxes_file, dropped: dict | None = None) -> dict:
     """Person boxes from a COCO detection results JSON (image_id, category_id, bbox, score), spec 4 step 1.
 
-    Keeps category 1 boxes with score > 0 on images of the ground truth, in descending score per image.
+    Keeps category 1 boxes with score > 0 and a positive width and height on images of the ground truth, in
+    descending score per image. The others are counted by reason (``unknown_image``, ``not_person``,
+    ``score_not_positive``, ``empty_box``) into ``dropped`` and logged.
 
     Returns:
         as :func:`ground_truth_boxes`.
 
     Raises:
-        DataError: the file is not JSON or not a list of detection records.
+        DataError: the file is not JSON or not a list of detection records, or none of its boxes is kept.
     """
     try:
         with open(boxes_file) as f:
@@ -42,11 +47,26 @@ def detection_boxes(coco, boxes_file) -> dict:
         raise DataError(f"boxes file {boxes_file!r}: cannot read it as JSON ({e})") from None
     if not isinstance(dets, list) or not all(isinstance(d, dict) for d in dets):
         raise DataError(f"boxes file {boxes_file!r}: expected a list of COCO detection records")
-    by_image = collections.defaultdict(list)
+    by_image, reasons = collections.defaultdict(list), collections.Counter()
     try:
         for d in sorted(dets, key=lambda d: (d.get("image_id", -1), -float(d.get("score", 0)))):
-            if d.get("image_id") in coco.imgs and d.get("category_id", 1) == 1 and float(d.get("score", 0)) > 0:
-                by_image[d["image_id"]].append((np.asarray(d["bbox"], np.float32).reshape(4), float(d["score"])))
+            box, score = np.asarray(d["bbox"], np.float32).reshape(4), float(d["score"])
+            reason = ("unknown_image" if d.get("image_id") not in coco.imgs else
+                      "not_person" if d.get("category_id", 1) != 1 else
+                      "score_not_positive" if not score > 0 else
+                      "empty_box" if not (box[2] > 0 and box[3] > 0) else None)
+            if reason:
+                reasons[reason] += 1
+            else:
+                by_image[d["image_id"]].append((box, score))
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"boxes file {boxes_file!r}: a record lacks a valid bbox or score ({e})") from None
+    if dropped is not None:
+        dropped.update(reasons)
+    text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(reasons.items()))
+    if not by_image:
+        raise DataError(f"boxes file {boxes_file!r}: none of its {len(dets)} boxes is usable"
+                        + (f" ({text})" if text else ""))
+    if reasons:
+        LOG.warning("boxes file %s: %d of %d boxes left out (%s)", boxes_file, sum(reasons.values()), len(dets), text)
     return {i: (np.stack([b for b, _ in v]), np.array([s for _, s in v])) for i, v in by_image.items()}

@@ -1,6 +1,7 @@
 """Top-down data: person boxes from COCO, crop affine, augmentation, 64x48 targets and the input pipeline."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
@@ -13,6 +14,7 @@ from simplepose.data import stream
 from simplepose.data.augment import AugmentParams, transform_keypoints
 from simplepose.data.codecs import read_image
 from simplepose.data.coco import image_people, load_coco
+from simplepose.errors import DataError
 from simplepose.pose import pixel_to_cell
 
 LOG = logging.getLogger(__name__)
@@ -67,6 +69,43 @@ def load_person_instances(coco, image_dir, skeleton, *, training: bool) -> list[
             if box is not None:
                 out.append(PersonInstance(image_id, path, box, skeleton.from_coco(person.keypoints)))
     return out
+
+
+def check_image_file(path, width: int, height: int):
+    """None when ``path`` is an image of ``width`` x ``height`` pixels, else why not (``missing``, ``empty``,
+    ``not_an_image``, ``size_mismatch``).
+
+    Reads the file's header only (Pillow), so a whole training set is checked in seconds before training
+    starts; sizes are of the stored bitmap (EXIF orientation ignored, as COCO annotations are).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty"
+        with Image.open(path) as image:
+            size = image.size
+    except FileNotFoundError:
+        return "missing"
+    except (UnidentifiedImageError, OSError, ValueError):
+        return "not_an_image"
+    return None if size == (int(width), int(height)) else "size_mismatch"
+
+
+def drop_unusable_images(coco, instances: list, source) -> tuple:
+    """The instances whose image file is usable (:func:`check_image_file`), and ``{reason: images}`` skipped.
+
+    Each skipped image is logged with its reason, like the bottom-up preparation does.
+    """
+    reasons = {}
+    for inst in instances:
+        if inst.image_id not in reasons:
+            info = coco.imgs[inst.image_id]
+            reasons[inst.image_id] = check_image_file(inst.image_path, info["width"], info["height"])
+            if reasons[inst.image_id]:
+                LOG.warning("%s: skipped %s: %s", source, inst.image_path, reasons[inst.image_id].replace("_", " "))
+    skipped = collections.Counter(r for r in reasons.values() if r)
+    return [inst for inst in instances if not reasons[inst.image_id]], dict(skipped)
 
 
 def box_to_center_size(bbox, aspect: float, box_scale: float):
@@ -200,8 +239,15 @@ class TopDownSamples:
         params = AugmentParams()
         if self.augment is not None:
             params = draw_augmentation(rng if rng is not None else np.random.default_rng(), **self.augment)
-        image = stream.cached({} if decoded is None else decoded, inst.image_path,
-                              lambda: read_image(inst.image_path))
+        try:
+            image = stream.cached({} if decoded is None else decoded, inst.image_path,
+                                  lambda: read_image(inst.image_path))
+        except DataError as e:  # checked before training; changed since: no weight, rather than a dead run
+            LOG.warning("%s; its person gets no weight in this batch", e)
+            (h, w), k = self.input_hw, self.skeleton.num_keypoints
+            return np.zeros((h, w, 3), np.uint8), {"heatmaps": np.zeros((h // self.stride, w // self.stride, k),
+                                                                        np.float32),
+                                                   "weights": np.zeros((1, 1, k), np.float32)}
         crop, maps, weights, _ = make_sample(image, inst, self.input_hw, params, self.skeleton.keypoint_flip,
                                              self.box_scale, self.stride, self.sigma)
         return crop, {"heatmaps": maps, "weights": weights.reshape(1, 1, -1)}
@@ -236,13 +282,19 @@ class CropStream(stream.Stream):
 
 
 def samples_from_config(cfg, ann_file, image_dir, *, training: bool) -> TopDownSamples:
-    """:class:`TopDownSamples` for a COCO keypoint file, with the augmentation of ``cfg.topdown`` when training."""
+    """:class:`TopDownSamples` for a COCO keypoint file, with the augmentation of ``cfg.topdown`` when training.
+
+    People on image files that are missing, empty, not images or of another size than annotated are
+    skipped, counted and logged (:func:`drop_unusable_images`).
+    """
     td = cfg.topdown
     coco = load_coco(ann_file)
-    instances = load_person_instances(coco, image_dir, cfg.skeleton, training=training)
+    instances, skipped = drop_unusable_images(coco, load_person_instances(coco, image_dir, cfg.skeleton,
+                                                                          training=training), ann_file)
     augment = dict(scale_factor=td.scale_factor, rotate_prob=td.rotate_prob, max_rotate_deg=td.max_rotate_deg,
                    flip_prob=td.flip_prob) if training else None
-    LOG.info("%d person instances from %s", len(instances), ann_file)
+    LOG.info("%d person instances from %s; images skipped: %d%s", len(instances), ann_file, sum(skipped.values()),
+             f" ({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))})" if skipped else "")
     return TopDownSamples(instances, cfg.skeleton, td.input_shape, td.box_scale, td.sigma, augment, cfg.data.stride)
 
 

@@ -132,11 +132,12 @@ class TopDown(Method):
         from simplepose.evaluation import evaluate_predictor
         from simplepose.topdown.boxes import detection_boxes, ground_truth_boxes
 
-        coco = load_coco(ann_file)
-        boxes = ground_truth_boxes(coco) if boxes_file is None else detection_boxes(coco, boxes_file)
+        coco, dropped = load_coco(ann_file), {}
+        boxes = ground_truth_boxes(coco) if boxes_file is None else detection_boxes(coco, boxes_file, dropped)
         return evaluate_predictor(predictor, coco, image_dir, boxes=boxes, limit=limit, out_dir=out_dir,
                                   progress=progress,
-                                  extra={"box_source": "ground truth" if boxes_file is None else os.fspath(boxes_file)})
+                                  extra={"box_source": "ground truth" if boxes_file is None else os.fspath(boxes_file),
+                                         **({"boxes_dropped": dropped} if boxes_file is not None else {})})
 
     def oracle_evaluate(self, ann_file, cfg, *, out_dir=None, limit=None, progress: bool = False) -> dict:
         from simplepose.topdown.oracle import oracle_evaluate
