@@ -4,7 +4,8 @@ Evaluates on one COCO keypoint file, each with the models' own inference setting
   - ``bottomup``: the bottom-up model alone;
   - ``topdown_gt``: the top-down model on the ground-truth person boxes;
   - ``hybrid``: the top-down model on boxes around the bottom-up model's people
-    (``simplepose.topdown.hybrid.HybridPredictor``);
+    (``simplepose.topdown.hybrid.HybridPredictor``), box scores 1; ``hybrid_proposal_scores``: the same with
+    the bottom-up people's scores as box scores;
   - ``topdown_gt_per_crop`` (with ``--per-crop``): the ground-truth run again with one crop per network call
     (the flip test's mirrors too), to measure what batching an image's crops buys.
 For each: COCO AP/AR, ms per image (median of the evaluation's per-image totals, image reading excluded)
@@ -71,9 +72,11 @@ def run(args) -> dict:
     gt_boxes = ground_truth_boxes(coco)
     bottomup, topdown = load_predictor(args.bottomup), load_predictor(args.topdown)
     hybrid = HybridPredictor(topdown, bottomup, margin=args.margin)
+    scored = HybridPredictor(topdown, bottomup, margin=args.margin, proposal_scores=True)
     runs = [("bottomup", bottomup, None, None),
             ("topdown_gt", _Recorder(topdown), gt_boxes, None),
-            ("hybrid", _Recorder(hybrid, lambda: hybrid.last_boxes), None, None)]
+            ("hybrid", _Recorder(hybrid, lambda: hybrid.last_boxes), None, None),
+            ("hybrid_proposal_scores", _Recorder(scored, lambda: scored.last_boxes), None, None)]
     if args.per_crop:
         one = TopDownPredictor(topdown.runner, topdown.skeleton, stride=topdown.stride, params=topdown.params,
                                meta=topdown.meta, batch_size=1)
@@ -109,10 +112,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cli.setup_logging(args.log_level)
     figures = run(args)
-    for name in ("bottomup", "topdown_gt", "hybrid", "topdown_gt_per_crop"):
+    for name in ("bottomup", "topdown_gt", "hybrid", "hybrid_proposal_scores", "topdown_gt_per_crop"):
         if name in figures:
             f = figures[name]
-            print(f"{name:>20}: AP {f['AP']:.3f}  AR {f['AR']:.3f}  {f['ms_per_image']:.1f} ms/image"
+            print(f"{name:>22}: AP {f['AP']:.3f}  AR {f['AR']:.3f}  {f['ms_per_image']:.1f} ms/image"
                   + (f"  {f['topdown_ms_per_person']:.2f} ms/person" if "topdown_ms_per_person" in f else ""))
     print(json.dumps(figures))
     return 0

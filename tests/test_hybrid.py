@@ -156,6 +156,7 @@ def test_hybrid_refuses_models_of_the_wrong_kind():
         HybridPredictor(_topdown(), _topdown())
 
 
+@pytest.mark.slow
 def test_commands_take_boxes_from_a_bottomup_model(runs, synthetic_coco, tmp_path, capsys):
     topdown, bottomup = (str(runs[name][1] / "model.keras") for name in ("topdown", "bottomup"))
     ann, images = str(synthetic_coco.ann_file), str(synthetic_coco.image_dir)
