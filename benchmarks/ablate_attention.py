@@ -2,14 +2,15 @@
 
 Variants: no attention; holistic with CRF; holistic with softmax; holistic + part-wise with CRF; holistic +
 part-wise with softmax. Each (variant, seed) is trained with ``train.fit`` from scratch on the synthetic
-train set (``train.seed`` = the seed: the same initialisation draws where the layers agree, the same
-sample order and augmentation draws in every variant) and evaluated with ground-truth boxes on the synthetic
-held-out val set (COCO AP/AR, the config's flip test). Then each variant's forward time per crop is the
+train set (``train.seed`` = the seed: the same sample order and augmentation draws in every variant) and
+evaluated with ground-truth boxes on the synthetic held-out val set: COCO AP/AR with the config's settings
+(flip test, rescoring threshold 0.2), and AP with every box scored (threshold 0: how well the keypoints are
+placed while the heatmap maxima are still low). Then each variant's forward time per crop is the
 median over interleaved repeats of a traced call on a batch of crops (the variants take turns, so a change
 in the machine's load hits them all alike).
 
 Writes ``OUT/ablation.json`` (every run's metrics, per-variant mean and sample standard deviation),
-``OUT/ablation.png`` (AP bar chart, error bars one standard deviation, seeds as dots) and each run's
+``OUT/ablation.png`` (bar charts of both APs, error bars one standard deviation, seeds as dots) and each run's
 folder under ``OUT/runs``; a finished run's ``metrics.json`` is reused, so an interrupted ablation
 continues where it stopped. The synthetic data is generated under ``OUT/data`` unless ``--train-dir`` and
 ``--val-dir`` give it. The last stdout line is one JSON object of figures.
@@ -18,6 +19,7 @@ Examples:
     python benchmarks/ablate_attention.py --out /tmp/ablation
     python benchmarks/ablate_attention.py --out /tmp/ablation_smoke --smoke   # 2 steps, 1 seed, 3 images
 """
+import csv
 import io
 import json
 import logging
@@ -57,22 +59,36 @@ def synthetic_data(root: pathlib.Path, smoke: bool):
 
 
 def run_variant(cfg, run_dir: pathlib.Path, data: dict) -> dict:
-    """Train one (variant, seed) and evaluate it with ground-truth boxes; reuses a finished run's metrics."""
+    """Train one (variant, seed) and evaluate it with ground-truth boxes; a finished run is not retrained.
+
+    Returns the AP/AR with the model's settings, ``AP_every_box`` (every box scored: rescoring threshold 0,
+    which shows how well keypoints are placed while the heatmap maxima are still below the 0.2 threshold),
+    the last training loss, parameters and seconds; written to ``run_dir/metrics.json``.
+    """
+    import keras
+
     from simplepose import train
     from simplepose.methods import method_for_config
     from simplepose.predictor import Predictor
 
     done = run_dir / "metrics.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    out = json.loads(done.read_text()) if done.exists() else {}
     (train_ann, train_images), (val_ann, val_images) = data["train"], data["val"]
-    start = time.perf_counter()
-    model = train.fit(cfg, run_dir, train_ann, train_images=train_images, verbose=0).model
-    train_s = time.perf_counter() - start
-    metrics = method_for_config(cfg).evaluate(Predictor.from_model(model), val_ann, val_images)
-    out = {name: round(float(metrics[name]), 4) for name in ("AP", "AP50", "AP75", "AR")}
-    out.update(params=int(model.count_params()), train_s=round(train_s, 1),
-               eval_s=round(time.perf_counter() - start - train_s, 1))
+    method, model = method_for_config(cfg), None
+    if "AP" not in out:
+        start = time.perf_counter()
+        model = train.fit(cfg, run_dir, train_ann, train_images=train_images, verbose=0).model
+        train_s = time.perf_counter() - start
+        metrics = method.evaluate(Predictor.from_model(model), val_ann, val_images)
+        out.update({name: round(float(metrics[name]), 4) for name in ("AP", "AP50", "AP75", "AR")})
+        out.update(params=int(model.count_params()), train_s=round(train_s, 1),
+                   eval_s=round(time.perf_counter() - start - train_s, 1))
+    if "AP_every_box" not in out:
+        model = model or keras.saving.load_model(run_dir / "model.keras")
+        predictor = Predictor.from_model(model, overrides=["topdown.rescore_threshold=0.0"])
+        out["AP_every_box"] = round(float(method.evaluate(predictor, val_ann, val_images)["AP"]), 4)
+    with open(run_dir / "log.csv", newline="") as f:
+        out["final_loss"] = round(float(list(csv.DictReader(f))[-1]["loss"]), 6)
     atomic.write_json(done, out, indent=1)
     return out
 
@@ -99,39 +115,46 @@ def forward_ms(models: dict, batch_size: int, repeats: int, shape) -> dict:
 
 
 def summarise(results: dict, seeds) -> dict:
-    """Per variant: AP/AR mean and sample standard deviation over the seeds, and the per-seed APs."""
+    """Per variant: mean and sample standard deviation over the seeds of AP, AR, AP with every box scored and
+    the last training loss; the per-seed APs; parameters."""
     out = {}
     for label, runs in results.items():
-        ap = [runs[s]["AP"] for s in seeds]
-        ar = [runs[s]["AR"] for s in seeds]
-        out[label] = {"AP_mean": round(statistics.mean(ap), 4),
-                      "AP_std": round(statistics.stdev(ap), 4) if len(ap) > 1 else 0.0,
-                      "AR_mean": round(statistics.mean(ar), 4),
-                      "AR_std": round(statistics.stdev(ar), 4) if len(ar) > 1 else 0.0,
-                      "AP_per_seed": ap, "params": runs[seeds[0]]["params"]}
+        row = {}
+        for key in ("AP", "AR", "AP_every_box", "final_loss"):
+            values = [runs[s][key] for s in seeds]
+            row[f"{key}_mean"] = round(statistics.mean(values), 6 if key == "final_loss" else 4)
+            row[f"{key}_std"] = round(statistics.stdev(values), 6 if key == "final_loss" else 4) \
+                if len(values) > 1 else 0.0
+        per_seed = {f"{key}_per_seed": [runs[s][key] for s in seeds] for key in ("AP", "AP_every_box")}
+        out[label] = dict(row, **per_seed, params=runs[seeds[0]]["params"])
     return out
 
 
 def bar_chart(summary: dict, path, title: str) -> None:
-    """PNG bar chart of AP mean with one-standard-deviation error bars and each seed's AP as a dot."""
+    """PNG bar charts of both APs' means with one-standard-deviation error bars and each seed as a dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     labels = list(summary)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
     pos = np.arange(len(labels))
-    ax.bar(pos, [summary[k]["AP_mean"] for k in labels], yerr=[summary[k]["AP_std"] for k in labels],
-           capsize=6, color="#8fb3d9", edgecolor="#2c5d8f")
-    for i, k in enumerate(labels):
-        ax.plot([i] * len(summary[k]["AP_per_seed"]), summary[k]["AP_per_seed"], "o", color="#1b1b1b", ms=4)
-    ax.set_xticks(pos, [k.replace(" ", "\n", 1) for k in labels])
-    ax.set(ylabel="COCO AP, ground-truth boxes", title=title)
-    ax.set_ylim(bottom=0)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, key, name in ((axes[0], "AP", "AP (rescoring threshold 0.2)"),
+                          (axes[1], "AP_every_box", "AP, every box scored (threshold 0)")):
+        ax.bar(pos, [summary[k][f"{key}_mean"] for k in labels], yerr=[summary[k][f"{key}_std"] for k in labels],
+               capsize=6, color="#8fb3d9", edgecolor="#2c5d8f")
+        for i, k in enumerate(labels):
+            ax.plot([i] * len(summary[k][f"{key}_per_seed"]), summary[k][f"{key}_per_seed"], "o", color="#1b1b1b",
+                    ms=4)
+        ax.set_xticks(pos, [k.replace(" ", "\n", 1) for k in labels])
+        ax.set(title=name)
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("COCO AP, ground-truth boxes, synthetic val")
+    fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic.write_bytes(path, buf.getvalue())
 
@@ -171,7 +194,7 @@ def run_ablation(args) -> dict:
                "ms_per_crop_batch": args.time_batch, "cpu_count": os.cpu_count(),
                "minutes": round((time.perf_counter() - start) / 60, 1), "chart": str(out / "ablation.png")}
     bar_chart(summary, out / "ablation.png", f"attention ablation: {budget['steps']} steps x batch "
-              f"{budget['batch_size']}, {len(seeds)} seed(s), synthetic val")
+              f"{budget['batch_size']}, {len(seeds)} seed(s) (mean +- std; dots: seeds)")
     runs = {label: {str(seed): v for seed, v in by_seed.items()} for label, by_seed in results.items()}
     atomic.write_json(out / "ablation.json", dict(figures, runs=runs), indent=1)
     return figures
@@ -197,7 +220,8 @@ def main(argv=None) -> int:
     args.config = args.config or str(CONFIG)
     figures = run_ablation(args)
     for label, v in figures["variants"].items():
-        print(f"{label:>26}: AP {v['AP_mean']:.3f} +- {v['AP_std']:.3f}  AR {v['AR_mean']:.3f}  "
+        print(f"{label:>26}: AP {v['AP_mean']:.3f} +- {v['AP_std']:.3f}  AR {v['AR_mean']:.3f}  every box: AP "
+              f"{v['AP_every_box_mean']:.3f} +- {v['AP_every_box_std']:.3f}  loss {v['final_loss_mean']:.5f}  "
               f"{v['params']:,} params  {v['ms_per_crop']:.2f} ms/crop")
     print(f"chart: {figures['chart']}, figures: {args.out / 'ablation.json'} ({figures['minutes']} min)")
     print(json.dumps(figures))

@@ -23,6 +23,7 @@ def _check(figures, out, labels):
     assert list(figures["variants"]) == labels and figures["budget"]["steps"] == 2
     for v in figures["variants"].values():
         assert 0.0 <= v["AP_mean"] <= 1.0 and v["AP_std"] == 0.0 and len(v["AP_per_seed"]) == 1
+        assert 0.0 <= v["AP_every_box_mean"] <= 1.0 and v["final_loss_mean"] > 0
         assert v["params"] > 0 and v["ms_per_crop"] > 0
     assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((out / "ablation.json").read_text())
