@@ -65,10 +65,9 @@ def run_variant(cfg, run_dir: pathlib.Path, data: dict) -> dict:
     which shows how well keypoints are placed while the heatmap maxima are still below the 0.2 threshold),
     the last training loss, parameters and seconds; written to ``run_dir/metrics.json``.
     """
-    import keras
-
     from simplepose import train
     from simplepose.methods import method_for_config
+    from simplepose.models.loading import load_model
     from simplepose.predictor import Predictor
 
     done = run_dir / "metrics.json"
@@ -84,7 +83,7 @@ def run_variant(cfg, run_dir: pathlib.Path, data: dict) -> dict:
         out.update(params=int(model.count_params()), train_s=round(train_s, 1),
                    eval_s=round(time.perf_counter() - start - train_s, 1))
     if "AP_every_box" not in out:
-        model = model or keras.saving.load_model(run_dir / "model.keras")
+        model = model or load_model(run_dir / "model.keras")
         predictor = Predictor.from_model(model, overrides=["topdown.rescore_threshold=0.0"])
         out["AP_every_box"] = round(float(method.evaluate(predictor, val_ann, val_images)["AP"]), 4)
     with open(run_dir / "log.csv", newline="") as f:
@@ -160,7 +159,7 @@ def bar_chart(summary: dict, path, title: str) -> None:
 
 
 def run_ablation(args) -> dict:
-    import keras
+    from simplepose.models.loading import load_model
 
     out = pathlib.Path(args.out)
     data = {"train": (args.train_dir / "annotations.json", args.train_dir / "images"),
@@ -182,7 +181,7 @@ def run_ablation(args) -> dict:
             LOG.info("[%d/%d] %s seed %d: AP %.4f (train %.0f s) | %.1f min elapsed", done, total, label, seed,
                      results[label][seed]["AP"], results[label][seed]["train_s"], elapsed / 60)
             if seed == seeds[0]:
-                models[label] = keras.saving.load_model(run_dir / "model.keras")
+                models[label] = load_model(run_dir / "model.keras")
     summary = summarise(results, seeds)
     ms = forward_ms(models, args.time_batch, 2 if args.smoke else args.repeats, tuple(base.topdown.input_shape))
     for label in summary:
