@@ -9,7 +9,8 @@ placed while the heatmap maxima are still low). Then each variant's forward time
 median over interleaved repeats of a traced call on a batch of crops (the variants take turns, so a change
 in the machine's load hits them all alike).
 
-Writes ``OUT/ablation.json`` (every run's metrics, per-variant mean and sample standard deviation),
+Writes ``OUT/ablation.json`` (every run's metrics, per-variant mean and sample standard deviation;
+``minutes``: this invocation, ``run_minutes``: training and evaluation of every run, reused ones included),
 ``OUT/ablation.png`` (bar charts of both APs, error bars one standard deviation, seeds as dots) and each run's
 folder under ``OUT/runs``; a finished run's ``metrics.json`` is reused, so an interrupted ablation
 continues where it stopped. The synthetic data is generated under ``OUT/data`` unless ``--train-dir`` and
@@ -146,7 +147,7 @@ def bar_chart(summary: dict, path, title: str) -> None:
         for i, k in enumerate(labels):
             ax.plot([i] * len(summary[k][f"{key}_per_seed"]), summary[k][f"{key}_per_seed"], "o", color="#1b1b1b",
                     ms=4)
-        ax.set_xticks(pos, [k.replace(" ", "\n", 1) for k in labels])
+        ax.set_xticks(pos, [k.replace("+", "\n+").replace(" ", "\n") for k in labels])
         ax.set(title=name)
         ax.set_ylim(bottom=0)
     axes[0].set_ylabel("COCO AP, ground-truth boxes, synthetic val")
@@ -191,9 +192,11 @@ def run_ablation(args) -> dict:
               "steps_per_epoch": base.train.steps_per_epoch, "seeds": seeds}
     figures = {"config": str(args.config), "budget": budget, "variants": summary,
                "ms_per_crop_batch": args.time_batch, "cpu_count": os.cpu_count(),
-               "minutes": round((time.perf_counter() - start) / 60, 1), "chart": str(out / "ablation.png")}
+               "minutes": round((time.perf_counter() - start) / 60, 1), "chart": str(out / "ablation.png"),
+               "run_minutes": round(sum(r["train_s"] + r["eval_s"] for by_seed in results.values()
+                                        for r in by_seed.values()) / 60, 1)}
     bar_chart(summary, out / "ablation.png", f"attention ablation: {budget['steps']} steps x batch "
-              f"{budget['batch_size']}, {len(seeds)} seed(s) (mean +- std; dots: seeds)")
+              f"{budget['batch_size']}, {len(seeds)} seed(s) (bars: mean \u00b1 sample std; dots: seeds)")
     runs = {label: {str(seed): v for seed, v in by_seed.items()} for label, by_seed in results.items()}
     atomic.write_json(out / "ablation.json", dict(figures, runs=runs), indent=1)
     return figures
