@@ -6,11 +6,11 @@ from simplepose.headmeta import HeadMeta
 from simplepose.pose import Pose
 from simplepose.skeleton import SKELETONS, Skeleton, get_skeleton, register_skeleton
 
-__all__ = ["Config", "ConfigError", "HeadMeta", "load_config", "Pose", "Predictor", "SKELETONS", "Skeleton",
-           "build_model", "get_method", "get_skeleton", "load_model", "register_skeleton", "__version__"]
+__all__ = ["Config", "ConfigError", "HeadMeta", "HybridPredictor", "load_config", "Pose", "Predictor", "SKELETONS",
+           "Skeleton", "build_model", "get_method", "get_skeleton", "load_model", "register_skeleton", "__version__"]
 
 _LAZY = {"Predictor": "simplepose.predictor", "build_model": "simplepose.methods", "get_method": "simplepose.methods",
-         "load_model": "simplepose.models.loading"}
+         "load_model": "simplepose.models.loading", "HybridPredictor": "simplepose.topdown.hybrid"}
 
 
 def __getattr__(name):

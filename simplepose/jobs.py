@@ -19,8 +19,23 @@ from simplepose.predictor import as_bgr_uint8, load_predictor
 LOG = logging.getLogger(__name__)
 
 
+def open_predictor(weights, *, boxes_from=None, config=None, overrides=(), scales=None, flip=None):
+    """The predictor of a saved model (any format), or with ``boxes_from`` (a bottom-up model, any format) a
+    ``simplepose.topdown.hybrid.HybridPredictor`` refining its people with the top-down ``weights``.
+
+    ``config`` gives ``weights``' settings; ``overrides`` and ``flip`` go to both models, ``scales`` to the
+    bottom-up one (see ``simplepose.predictor.load_predictor``).
+    """
+    if boxes_from is None:
+        return load_predictor(weights, config=config, overrides=overrides, scales=scales, flip=flip)
+    from simplepose.topdown.hybrid import HybridPredictor
+
+    return HybridPredictor.from_files(weights, boxes_from, config=config, overrides=overrides, scales=scales,
+                                      flip=flip)
+
+
 def evaluate_model(weights, ann_file, image_dir, *, config=None, overrides=(), scales=None, flip=None,
-                   boxes_file=None, limit=None, out_dir=None, progress: bool = True) -> dict:
+                   boxes_file=None, boxes_from=None, limit=None, out_dir=None, progress: bool = True) -> dict:
     """COCO keypoint metrics of a saved model on an annotation file (its method's evaluation).
 
     Args:
@@ -30,6 +45,7 @@ def evaluate_model(weights, ann_file, image_dir, *, config=None, overrides=(), s
             ``simplepose.predictor.load_predictor``).
         boxes_file: person boxes as COCO detection results, for methods that take boxes (default: the
             ground-truth boxes).
+        boxes_from: a bottom-up model whose people give the top-down model's boxes (see :func:`open_predictor`).
         limit: the first ``limit`` images only. out_dir: where ``results.json`` and ``metrics.json`` go.
     """
     _check_limit(limit)
@@ -39,8 +55,16 @@ def evaluate_model(weights, ann_file, image_dir, *, config=None, overrides=(), s
         raise DataError(f"{image_dir}: image folder not found")
     if boxes_file is not None and not os.path.isfile(boxes_file):
         raise DataError(f"{boxes_file}: boxes file not found")
+    if boxes_file is not None and boxes_from is not None:
+        raise ConfigError("--boxes and --boxes-from: give the person boxes one way")
     coco = load_coco(ann_file)
-    predictor = load_predictor(weights, config=config, overrides=overrides, scales=scales, flip=flip)
+    predictor = open_predictor(weights, boxes_from=boxes_from, config=config, overrides=overrides, scales=scales,
+                               flip=flip)
+    if boxes_from is not None:
+        from simplepose.evaluation import evaluate_predictor
+
+        return evaluate_predictor(predictor, coco, image_dir, limit=limit, out_dir=out_dir, progress=progress,
+                                  extra={"box_source": f"bottom-up model {os.fspath(boxes_from)}"})
     method = get_method(predictor.meta.method)
     return method.evaluate(predictor, coco, image_dir, boxes_file=boxes_file, limit=limit, out_dir=out_dir,
                            progress=progress)
@@ -60,12 +84,13 @@ def evaluate_oracle(ann_file, *, config=None, overrides=(), scales=None, flip=No
 
 
 def draw_image(weights, image_path, out_path, *, json_path=None, config=None, overrides=(), scales=None, flip=None,
-               boxes=None) -> dict:
+               boxes=None, boxes_from=None) -> dict:
     """The people of one image file, drawn into ``out_path`` (PNG/JPEG by extension) and optionally as JSON.
 
     Args:
         boxes: ``(N, 4)`` COCO ``[x, y, w, h]`` person boxes for methods that take boxes (None: the whole
             image is one box); an error for methods that find people themselves.
+        boxes_from: a bottom-up model whose people give the top-down model's boxes (see :func:`open_predictor`).
 
     Returns:
         ``{"image", "width", "height", "poses": [Pose.to_dict, ...]}`` (what ``json_path`` receives) plus
@@ -79,8 +104,11 @@ def draw_image(weights, image_path, out_path, *, json_path=None, config=None, ov
             raise DataError(f"{path}: folder {folder} does not exist")
         if path:
             atomic.check_replaceable(path)  # before the network runs, and before the other file is written
+    if boxes and boxes_from is not None:
+        raise ConfigError("--box and --boxes-from: give the person boxes one way")
     image = as_bgr_uint8(read_image(image_path, orient=True))
-    predictor = load_predictor(weights, config=config, overrides=overrides, scales=scales, flip=flip)
+    predictor = open_predictor(weights, boxes_from=boxes_from, config=config, overrides=overrides, scales=scales,
+                               flip=flip)
     method = get_method(predictor.meta.method)
     if boxes and not method.takes_boxes:
         raise ConfigError(f"person boxes (--box) are for top-down models; {weights} is a {method.name} model")
@@ -90,7 +118,7 @@ def draw_image(weights, image_path, out_path, *, json_path=None, config=None, ov
              "poses": [pose.to_dict(predictor.skeleton) for pose in poses]}
     if json_path:
         atomic.write_json(json_path, found, indent=1)
-    return dict(found, method=method.name, whole_image_box=method.takes_boxes and not boxes)
+    return dict(found, method=method.name, whole_image_box=method.takes_boxes and not boxes and boxes_from is None)
 
 
 def _check_limit(limit) -> None:
