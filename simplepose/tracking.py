@@ -1,0 +1,344 @@
+"""Pose tracking across frames: track ids by optimal assignment on OKS / box IoU, One Euro smoothing per keypoint.
+
+``PoseTracker.update(poses, timestamp)`` takes one frame's poses (any method's ``Pose`` list) and returns one
+:class:`TrackedPose` per input pose, in the input order, with a ``track_id`` (None until its track is
+confirmed) and the smoothed keypoints; the raw keypoints stay in ``raw_keypoints``. Tracks are kept by
+matching each frame's poses to the tracks' predicted poses (constant velocity) with
+``scipy.optimize.linear_sum_assignment`` on ``1 - similarity``, where similarity is OKS, box IoU or their
+mean. A track gets its id after ``min_hits`` matched frames in a row and survives ``max_age`` frames without
+a match; a new pose that matches no track starts a tentative track, which is dropped at its first miss.
+
+Example:
+    >>> tracker = PoseTracker(skeleton.sigmas)
+    >>> for t, frame in enumerate(frames):
+    ...     for pose in tracker.update(predictor.predict(frame), timestamp=t / 25):
+    ...         print(pose.track_id, pose.keypoints, pose.raw_keypoints)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from simplepose.pose import Pose
+
+COSTS = ("oks", "iou", "oks+iou")
+
+
+@dataclasses.dataclass(frozen=True)
+class SmoothingSettings:
+    """One Euro filter (Casiez, Roussel & Vogel, CHI 2012) on each keypoint of each track.
+
+    Each coordinate is low-pass filtered with a cutoff frequency that rises with the keypoint's speed:
+    still keypoints are smoothed hard (little jitter), fast ones lightly (little lag). Speeds are measured in
+    person heights per second (the track's keypoint-box height), so one setting fits near and far people.
+
+    With ``person_frame`` (the default) the filter runs on each keypoint's offset from the person's centre,
+    and the centre (the mean over the keypoints of position minus smoothed offset) is not filtered: a walking
+    person's whole-body motion is fast and would make any low-pass filter lag behind, while the articulation
+    is slow enough to smooth, and averaging over K keypoints already divides the centre's noise by sqrt(K).
+    ``person_frame=False`` filters image positions directly (the filter's classic use, for still people).
+    """
+
+    #: Cutoff (Hz) of a keypoint at rest: lower = less jitter, more lag on slow motion.
+    min_cutoff: float = 1.0
+    #: Cutoff increase per unit of speed (Hz per person height per second): higher = less lag when moving.
+    beta: float = 6.0
+    #: Cutoff (Hz) of the low-pass filter on the speed estimate itself.
+    d_cutoff: float = 1.0
+    #: Filter offsets from the person's centre (True) or image positions (False).
+    person_frame: bool = True
+
+    def __post_init__(self):
+        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.beta >= 0):
+            raise ValueError(f"smoothing needs min_cutoff > 0, d_cutoff > 0 and beta >= 0, got {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerSettings:
+    """How poses are matched to tracks, and when tracks start and end."""
+
+    #: Similarity of a track's predicted pose and a new pose: ``oks`` (object keypoint similarity over
+    #: the keypoints both have), ``iou`` (of their keypoint boxes) or ``oks+iou`` (the mean of the two).
+    cost: str = "oks"
+    #: A pose joins a track only if their similarity is at least this.
+    min_similarity: float = 0.2
+    #: Frames a confirmed track survives without a matching pose (it coasts at its last velocity).
+    max_age: int = 15
+    #: Matched frames in a row before a track is confirmed and gets its id.
+    min_hits: int = 3
+    #: Keypoints scoring at or below this are ignored for matching (not for smoothing).
+    min_keypoint_score: float = 0.05
+    #: Frame rate assumed when ``update`` gets no timestamp.
+    fps: float = 25.0
+
+    def __post_init__(self):
+        if self.cost not in COSTS:
+            raise ValueError(f"unknown tracking cost {self.cost!r}; expected one of {', '.join(COSTS)}")
+        if self.max_age < 0 or self.min_hits < 1 or not 0 <= self.min_similarity <= 1 or not self.fps > 0:
+            raise ValueError(f"tracker needs max_age >= 0, min_hits >= 1, 0 <= min_similarity <= 1 and fps > 0, "
+                             f"got {self}")
+
+
+@dataclasses.dataclass
+class TrackedPose(Pose):
+    """A :class:`Pose` of a tracked person: ``keypoints`` smoothed (when smoothing is on), ``raw_keypoints``
+    as the predictor gave them, ``track_id`` the person's id (None while its track is tentative)."""
+
+    track_id: int | None = None
+    raw_keypoints: np.ndarray | None = None
+
+    def to_dict(self, skeleton) -> dict:
+        """:meth:`Pose.to_dict` plus ``track_id`` and, when smoothed, the raw positions as ``raw_keypoints``."""
+        out = dict(super().to_dict(skeleton), track_id=self.track_id)
+        raw = self.raw_keypoints
+        if raw is not None and not np.array_equal(raw, self.keypoints):
+            out["raw_keypoints"] = Pose(raw, self.score).to_dict(skeleton)["keypoints"]
+        return out
+
+
+class OneEuroFilter:
+    """One Euro filter of ``num_points`` 2-D points with their own state (see :class:`SmoothingSettings`).
+
+    A point that is absent in a call is reset (it restarts from its next position); time gaps (frames
+    without a call) are handled through the timestamps.
+    """
+
+    def __init__(self, settings: SmoothingSettings, num_points: int):
+        self.settings = settings
+        self.x = np.zeros((num_points, 2))
+        self.dx = np.zeros((num_points, 2))
+        self.t = np.zeros(num_points)
+        self.valid = np.zeros(num_points, bool)
+
+    @staticmethod
+    def alpha(cutoff, dt):
+        """Smoothing factor of a first-order low-pass filter with ``cutoff`` Hz over ``dt`` seconds."""
+        return 1.0 / (1.0 + 1.0 / (2.0 * math.pi * cutoff * dt))
+
+    def __call__(self, points, present, t: float, scale: float = 1.0) -> np.ndarray:
+        """Filtered ``points`` at time ``t`` (seconds). Shapes: ``points (P, 2)``, ``present (P,)`` -> ``(P, 2)``.
+
+        ``scale``: pixels per person height (speeds are divided by it before the ``beta`` term).
+        """
+        s = self.settings
+        points = np.asarray(points, np.float64)
+        present = np.asarray(present, bool)
+        go, fresh = present & self.valid, present & ~self.valid
+        if go.any():
+            dt = np.maximum(t - self.t[go], 1e-6)[:, None]
+            a_d = self.alpha(s.d_cutoff, dt)
+            self.dx[go] = a_d * (points[go] - self.x[go]) / dt + (1 - a_d) * self.dx[go]
+            speed = np.linalg.norm(self.dx[go], axis=1, keepdims=True) / max(scale, 1e-6)
+            a = self.alpha(s.min_cutoff + s.beta * speed, dt)
+            self.x[go] = a * points[go] + (1 - a) * self.x[go]
+        self.x[fresh], self.dx[fresh] = points[fresh], 0.0
+        self.t[present] = t
+        self.valid = present.copy()
+        return np.where(present[:, None], self.x, points)
+
+
+class PoseSmoother:
+    """The smoothed keypoints of one person over time (see :class:`SmoothingSettings`)."""
+
+    def __init__(self, settings: SmoothingSettings, num_keypoints: int):
+        self.settings = settings
+        self.filter = OneEuroFilter(settings, num_keypoints)
+
+    def __call__(self, xy, present, t: float, scale: float = 1.0) -> np.ndarray:
+        """Smoothed ``xy`` at time ``t`` (absent keypoints returned as given). Shapes: ``(K, 2)``, ``(K,)``."""
+        xy = np.asarray(xy, np.float64)
+        present = np.asarray(present, bool)
+        if not self.settings.person_frame or not present.any():
+            return self.filter(xy, present, t, scale)
+        known = present & self.filter.valid
+        votes = xy[known] - self.filter.x[known] if known.any() else xy[present]
+        centre = votes.mean(0)
+        return centre + self.filter(xy - centre, present, t, scale)
+
+
+def keypoint_box(xy, mask) -> np.ndarray | None:
+    """``[x0, y0, x1, y1]`` of the ``mask``ed points, or None if there are none."""
+    if not np.any(mask):
+        return None
+    pts = np.asarray(xy)[mask]
+    return np.concatenate([pts.min(0), pts.max(0)])
+
+
+def oks(a, a_mask, b, b_mask, sigmas, area: float) -> float:
+    """COCO's object keypoint similarity of two poses over the keypoints both have (0 if none).
+
+    ``OKS = mean_k exp(-|a_k - b_k|^2 / (2 area (2 sigma_k)^2))``. Shapes: ``a, b (K, 2)``, masks ``(K,)``.
+    """
+    both = np.asarray(a_mask) & np.asarray(b_mask)
+    if not both.any():
+        return 0.0
+    d2 = ((np.asarray(a)[both] - np.asarray(b)[both]) ** 2).sum(1)
+    var = (2.0 * np.asarray(sigmas, np.float64)[both]) ** 2
+    return float(np.exp(-d2 / (2.0 * max(area, 1.0) * var)).mean())
+
+
+def box_iou(a, b) -> float:
+    """IoU of two ``[x0, y0, x1, y1]`` boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _padded(box):
+    """A keypoint box grown by 10% of its larger side plus 2 px each way (single points get an area)."""
+    pad = 0.1 * max(box[2] - box[0], box[3] - box[1]) + 2.0
+    return box + np.array([-pad, -pad, pad, pad])
+
+
+class _Track:
+    def __init__(self, pose: Pose, mask, t: float, num_keypoints: int, smoothing):
+        self.id = None
+        self.hits, self.misses = 1, 0
+        self.xy, self.mask, self.t = np.asarray(pose.keypoints)[:, :2].astype(np.float64), mask, t
+        self.velocity = np.zeros(2)  # pixels per second, of the whole pose
+        box = keypoint_box(self.xy, pose.present)
+        self.scale = max(1.0, float(max(box[2:] - box[:2]))) if box is not None else 1.0
+        self.smoother = PoseSmoother(smoothing, num_keypoints) if smoothing is not None else None
+
+    def predicted(self, t: float) -> np.ndarray:
+        return self.xy + self.velocity * (t - self.t)
+
+    def update(self, pose: Pose, mask, t: float) -> None:
+        xy = np.asarray(pose.keypoints)[:, :2].astype(np.float64)
+        shared = mask & self.mask
+        if shared.any() and t > self.t:
+            step = (xy[shared] - self.xy[shared]).mean(0) / (t - self.t)
+            self.velocity = step if self.hits == 1 else 0.5 * self.velocity + 0.5 * step
+        box = keypoint_box(xy, pose.present)
+        if box is not None:
+            self.scale = 0.8 * self.scale + 0.2 * max(1.0, float(max(box[2:] - box[:2])))
+        self.xy = self.predicted(t)  # keypoints missing now move on with the pose
+        self.xy[mask] = xy[mask]
+        self.mask = self.mask | mask
+        self.t = t
+        self.hits += 1
+        self.misses = 0
+
+
+class PoseTracker:
+    """Track ids and smoothed keypoints for the poses of consecutive frames (either method's poses).
+
+    Args:
+        sigmas: ``(K,)`` OKS sigmas of the poses' skeleton (``skeleton.sigmas``).
+        settings: :class:`TrackerSettings` (default: OKS cost, max_age 15, min_hits 3).
+        smoothing: :class:`SmoothingSettings`, or None to switch smoothing off (keypoints = raw keypoints).
+
+    Attributes:
+        num_tracks: ids given so far (ids are 1, 2, ... in order of confirmation).
+    """
+
+    def __init__(self, sigmas, settings: TrackerSettings | None = None,
+                 smoothing: SmoothingSettings | None = SmoothingSettings()):
+        self.sigmas = np.asarray(sigmas, np.float64)
+        self.settings = settings or TrackerSettings()
+        self.smoothing = smoothing
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track (a new video)."""
+        self.tracks: list[_Track] = []
+        self.num_tracks = 0
+        self.frame = 0
+
+    def update(self, poses, timestamp: float | None = None) -> list[TrackedPose]:
+        """The poses of the next frame with their track ids and smoothed keypoints, in the input order.
+
+        Args:
+            poses: ``Pose`` list of this frame (keypoints ``(K, 3)`` ``[x, y, score]``, absent ones score 0).
+            timestamp: the frame's time in seconds (default: frames so far / ``settings.fps``).
+        """
+        s = self.settings
+        t = self.frame / s.fps if timestamp is None else float(timestamp)
+        self.frame += 1
+        masks = [np.asarray(p.keypoints)[:, 2] > s.min_keypoint_score for p in poses]
+        masks = [m if m.any() else np.asarray(p.keypoints)[:, 2] > 0 for m, p in zip(masks, poses)]
+        pairs = self._match(poses, masks, t)
+        matched = {d: tr for tr, d in pairs}
+        for track in self.tracks:
+            if track not in matched.values():
+                track.misses += 1
+        self.tracks = [tr for tr in self.tracks if tr in matched.values()
+                       or (tr.id is not None and tr.misses <= s.max_age)]
+        out = []
+        for d, pose in enumerate(poses):
+            track = matched.get(d)
+            if track is None:
+                track = _Track(pose, masks[d], t, len(self.sigmas), self.smoothing)
+                self.tracks.append(track)
+            else:
+                track.update(pose, masks[d], t)
+            if track.id is None and track.hits >= s.min_hits:
+                self.num_tracks += 1
+                track.id = self.num_tracks
+            out.append(self._output(pose, track, t))
+        return out
+
+    def _match(self, poses, masks, t: float) -> list:
+        """``(track, pose index)`` pairs of the optimal assignment whose similarity reaches the threshold."""
+        if not self.tracks or not poses:
+            return []
+        sim = np.array([[self.similarity(tr, p, m, t) for p, m in zip(poses, masks)] for tr in self.tracks])
+        rows, cols = linear_sum_assignment(1.0 - sim)
+        return [(self.tracks[r], int(c)) for r, c in zip(rows, cols) if sim[r, c] >= self.settings.min_similarity]
+
+    def similarity(self, track, pose: Pose, mask, t: float) -> float:
+        """OKS, box IoU or their mean between ``track``'s pose predicted at ``t`` and ``pose``."""
+        pred, xy = track.predicted(t), np.asarray(pose.keypoints)[:, :2]
+        box_t, box_p = keypoint_box(pred, track.mask), keypoint_box(xy, mask)
+        if box_t is None or box_p is None:
+            return 0.0
+        out = []
+        if self.settings.cost in ("oks", "oks+iou"):
+            area = 0.5 * (np.prod(box_t[2:] - box_t[:2]) + np.prod(box_p[2:] - box_p[:2]))
+            out.append(oks(pred, track.mask, xy, mask, self.sigmas, area))
+        if self.settings.cost in ("iou", "oks+iou"):
+            out.append(box_iou(_padded(box_t), _padded(box_p)))
+        return float(np.mean(out))
+
+    def _output(self, pose: Pose, track: _Track, t: float) -> TrackedPose:
+        raw = np.asarray(pose.keypoints, np.float32)
+        kp = raw.copy()
+        if track.smoother is not None:
+            kp[:, :2] = track.smoother(raw[:, :2], raw[:, 2] > 0, t, track.scale)
+        return TrackedPose(kp, float(pose.score), track_id=track.id, raw_keypoints=raw)
+
+
+def identity_metrics(gt_ids, hyp_ids) -> dict:
+    """IDF1 (Ristani et al. 2016), ID switches (CLEAR MOT) and counts of per-frame ground truth and tracker ids.
+
+    Args:
+        gt_ids: per frame, the ground-truth identity (any hashable) of every true person.
+        hyp_ids: per frame, aligned with ``gt_ids``: the track id (any hashable) the tracker gave that person, or None
+            (not detected, or its track not confirmed).
+
+    Returns:
+        ``{"idf1", "id_switches", "gt", "hyp", "idtp", "gt_ids", "track_ids"}``: IDF1 = 2 IDTP / (gt + hyp),
+        where IDTP counts the frames whose track id is the one globally assigned to that identity; a switch
+        is a person whose track id differs from the one it last had.
+    """
+    pairs = [(g, h) for gs, hs in zip(gt_ids, hyp_ids) for g, h in zip(gs, hs)]
+    gts = sorted({g for g, _ in pairs}, key=repr)
+    hyps = sorted({h for _, h in pairs if h is not None}, key=repr)
+    counts = np.zeros((len(gts), len(hyps)))
+    gi, hi = {g: i for i, g in enumerate(gts)}, {h: i for i, h in enumerate(hyps)}
+    last, switches = {}, 0
+    for g, h in pairs:
+        if h is None:
+            continue
+        counts[gi[g], hi[h]] += 1
+        switches += int(g in last and last[g] != h)
+        last[g] = h
+    idtp = float(counts[linear_sum_assignment(-counts)].sum()) if counts.size else 0.0
+    n_gt, n_hyp = len(pairs), sum(h is not None for _, h in pairs)
+    return {"idf1": 2 * idtp / (n_gt + n_hyp) if n_gt + n_hyp else 1.0, "id_switches": switches, "gt": n_gt,
+            "hyp": n_hyp, "idtp": int(idtp), "gt_ids": len(gts), "track_ids": len(hyps)}
