@@ -35,11 +35,12 @@ class SmoothingSettings:
     still keypoints are smoothed hard (little jitter), fast ones lightly (little lag). Speeds are measured in
     person heights per second (the track's keypoint-box height), so one setting fits near and far people.
 
-    With ``person_frame`` (the default) the filter runs on each keypoint's offset from the person's centre,
-    and the centre (the mean over the keypoints of position minus smoothed offset) is not filtered: a walking
-    person's whole-body motion is fast and would make any low-pass filter lag behind, while the articulation
-    is slow enough to smooth, and averaging over K keypoints already divides the centre's noise by sqrt(K).
-    ``person_frame=False`` filters image positions directly (the filter's classic use, for still people).
+    With ``person_frame`` (the default) the filter runs on each keypoint's offset from the person's centre
+    (the mean over the keypoints of position minus smoothed offset), and the centre follows an alpha-beta
+    (constant velocity) filter: a walking person's whole-body motion would make a low-pass filter lag
+    behind, the articulation is slow enough to smooth, and averaging over K keypoints already divides the
+    centre's noise by sqrt(K). ``person_frame=False`` filters image positions directly (the filter's classic
+    use, for people who stay in place).
     """
 
     #: Cutoff (Hz) of a keypoint at rest: lower = less jitter, more lag on slow motion.
@@ -50,10 +51,16 @@ class SmoothingSettings:
     d_cutoff: float = 1.0
     #: Filter offsets from the person's centre (True) or image positions (False).
     person_frame: bool = True
+    #: Share of the centre's measured-minus-predicted residual taken each frame (1: the centre is not smoothed).
+    centre_gain: float = 0.6
+    #: Share of that residual, over the time step, added to the centre's velocity.
+    centre_velocity_gain: float = 0.15
 
     def __post_init__(self):
-        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.beta >= 0):
-            raise ValueError(f"smoothing needs min_cutoff > 0, d_cutoff > 0 and beta >= 0, got {self}")
+        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.beta >= 0 and 0 < self.centre_gain <= 1
+                and 0 <= self.centre_velocity_gain <= 1):
+            raise ValueError(f"smoothing needs min_cutoff > 0, d_cutoff > 0, beta >= 0, 0 < centre_gain <= 1 and "
+                             f"0 <= centre_velocity_gain <= 1, got {self}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +71,10 @@ class TrackerSettings:
     #: the keypoints both have), ``iou`` (of their keypoint boxes) or ``oks+iou`` (the mean of the two).
     cost: str = "oks"
     #: A pose joins a track only if their similarity is at least this.
-    min_similarity: float = 0.2
+    min_similarity: float = 0.1
+    #: Smallest person area (pixels^2) in the OKS: the keypoint box of a partial pose (someone entering the
+    #: frame with one arm) is tiny, and OKS over a tiny area would reject its own next detection.
+    min_area: float = 64.0 ** 2
     #: Frames a confirmed track survives without a matching pose (it coasts at its last velocity).
     max_age: int = 15
     #: Matched frames in a row before a track is confirmed and gets its id.
@@ -77,9 +87,10 @@ class TrackerSettings:
     def __post_init__(self):
         if self.cost not in COSTS:
             raise ValueError(f"unknown tracking cost {self.cost!r}; expected one of {', '.join(COSTS)}")
-        if self.max_age < 0 or self.min_hits < 1 or not 0 <= self.min_similarity <= 1 or not self.fps > 0:
-            raise ValueError(f"tracker needs max_age >= 0, min_hits >= 1, 0 <= min_similarity <= 1 and fps > 0, "
-                             f"got {self}")
+        if self.max_age < 0 or self.min_hits < 1 or not 0 <= self.min_similarity <= 1 or not self.fps > 0 \
+                or not self.min_area >= 1:
+            raise ValueError(f"tracker needs max_age >= 0, min_hits >= 1, 0 <= min_similarity <= 1, fps > 0 and "
+                             f"min_area >= 1, got {self}")
 
 
 @dataclasses.dataclass
@@ -146,6 +157,8 @@ class PoseSmoother:
     def __init__(self, settings: SmoothingSettings, num_keypoints: int):
         self.settings = settings
         self.filter = OneEuroFilter(settings, num_keypoints)
+        self.centre = self.velocity = None
+        self.t = 0.0
 
     def __call__(self, xy, present, t: float, scale: float = 1.0) -> np.ndarray:
         """Smoothed ``xy`` at time ``t`` (absent keypoints returned as given). Shapes: ``(K, 2)``, ``(K,)``."""
@@ -154,9 +167,17 @@ class PoseSmoother:
         if not self.settings.person_frame or not present.any():
             return self.filter(xy, present, t, scale)
         known = present & self.filter.valid
-        votes = xy[known] - self.filter.x[known] if known.any() else xy[present]
-        centre = votes.mean(0)
-        return centre + self.filter(xy - centre, present, t, scale)
+        measured = (xy[known] - self.filter.x[known] if known.any() else xy[present]).mean(0)
+        if self.centre is None or not known.any() or t <= self.t:
+            self.centre, self.velocity = measured, np.zeros(2)
+        else:  # alpha-beta filter: constant velocity, corrected by a share of the residual
+            dt = t - self.t
+            predicted = self.centre + self.velocity * dt
+            residual = measured - predicted
+            self.centre = predicted + self.settings.centre_gain * residual
+            self.velocity = self.velocity + self.settings.centre_velocity_gain * residual / dt
+        self.t = t
+        return self.centre + self.filter(xy - measured, present, t, scale)
 
 
 def keypoint_box(xy, mask) -> np.ndarray | None:
@@ -168,16 +189,20 @@ def keypoint_box(xy, mask) -> np.ndarray | None:
 
 
 def oks(a, a_mask, b, b_mask, sigmas, area: float) -> float:
-    """COCO's object keypoint similarity of two poses over the keypoints both have (0 if none).
+    """Object keypoint similarity of two poses, counting keypoints that only one of them has as mismatches.
 
-    ``OKS = mean_k exp(-|a_k - b_k|^2 / (2 area (2 sigma_k)^2))``. Shapes: ``a, b (K, 2)``, masks ``(K,)``.
+    ``OKS = sum_{k in both} exp(-|a_k - b_k|^2 / (2 area (2 sigma_k)^2)) / |keypoints of either|``: COCO's
+    OKS where both poses have every keypoint, and low when they share few keypoints (a person entering
+    the frame with one arm is not similar to a whole person whose wrist happens to be near that arm).
+    Shapes: ``a, b (K, 2)``, masks ``(K,)``.
     """
-    both = np.asarray(a_mask) & np.asarray(b_mask)
+    a_mask, b_mask = np.asarray(a_mask, bool), np.asarray(b_mask, bool)
+    both, either = a_mask & b_mask, int((a_mask | b_mask).sum())
     if not both.any():
         return 0.0
     d2 = ((np.asarray(a)[both] - np.asarray(b)[both]) ** 2).sum(1)
     var = (2.0 * np.asarray(sigmas, np.float64)[both]) ** 2
-    return float(np.exp(-d2 / (2.0 * max(area, 1.0) * var)).mean())
+    return float(np.exp(-d2 / (2.0 * max(area, 1.0) * var)).sum() / either)
 
 
 def box_iou(a, b) -> float:
@@ -217,9 +242,9 @@ class _Track:
         box = keypoint_box(xy, pose.present)
         if box is not None:
             self.scale = 0.8 * self.scale + 0.2 * max(1.0, float(max(box[2:] - box[:2])))
-        self.xy = self.predicted(t)  # keypoints missing now move on with the pose
+        self.xy = self.predicted(t)  # keypoints missing now move on with the pose (for drawing, not matching)
         self.xy[mask] = xy[mask]
-        self.mask = self.mask | mask
+        self.mask = mask
         self.t = t
         self.hits += 1
         self.misses = 0
@@ -299,7 +324,8 @@ class PoseTracker:
             return 0.0
         out = []
         if self.settings.cost in ("oks", "oks+iou"):
-            area = 0.5 * (np.prod(box_t[2:] - box_t[:2]) + np.prod(box_p[2:] - box_p[:2]))
+            area = max(0.5 * (np.prod(box_t[2:] - box_t[:2]) + np.prod(box_p[2:] - box_p[:2])),
+                       self.settings.min_area)
             out.append(oks(pred, track.mask, xy, mask, self.sigmas, area))
         if self.settings.cost in ("iou", "oks+iou"):
             out.append(box_iou(_padded(box_t), _padded(box_p)))
