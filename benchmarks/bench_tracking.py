@@ -48,7 +48,7 @@ def run_clip(clip, settings, smoothing, rng, noise, drop):
     n_kp = 0
     for index, frame in enumerate(clip.frames):
         poses, ids, truths = detections(frame, rng, noise, drop)
-        tracked = tracker.update(poses, timestamp=index / clip.fps)
+        tracked = tracker.update(poses, timestamp=index / clip.fps, image_size=clip.size)
         present_ids = [int(i) for i, kp in zip(frame.ids, frame.keypoints) if (kp[:, 2] > 0).any()]
         by_id = dict(zip(ids, tracked))
         gt_ids.append(present_ids)
@@ -64,7 +64,7 @@ def run_clip(clip, settings, smoothing, rng, noise, drop):
 @cli.run_main
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
-    parser.add_argument("--clips", type=int, default=3, help="generated clips (seeds 0, 1, ...)")
+    parser.add_argument("--clips", type=int, default=10, help="generated clips (seeds 0, 1, ...)")
     parser.add_argument("--frames", type=int, default=300, help="frames per clip")
     parser.add_argument("--people", type=int, default=4, help="people kept in the frame")
     parser.add_argument("--fps", type=float, default=25.0)

@@ -180,6 +180,12 @@ class PoseSmoother:
         return self.centre + self.filter(xy - measured, present, t, scale)
 
 
+def _inside(xy, image_size) -> bool:
+    """Whether any of the points ``(N, 2)`` lies inside an image of ``(width, height)``."""
+    x, y = xy[:, 0], xy[:, 1]
+    return bool(np.any((x >= 0) & (x < image_size[0]) & (y >= 0) & (y < image_size[1])))
+
+
 def keypoint_box(xy, mask) -> np.ndarray | None:
     """``[x0, y0, x1, y1]`` of the ``mask``ed points, or None if there are none."""
     if not np.any(mask):
@@ -275,16 +281,21 @@ class PoseTracker:
         self.num_tracks = 0
         self.frame = 0
 
-    def update(self, poses, timestamp: float | None = None) -> list[TrackedPose]:
+    def update(self, poses, timestamp: float | None = None, image_size=None) -> list[TrackedPose]:
         """The poses of the next frame with their track ids and smoothed keypoints, in the input order.
 
         Args:
             poses: ``Pose`` list of this frame (keypoints ``(K, 3)`` ``[x, y, score]``, absent ones score 0).
             timestamp: the frame's time in seconds (default: frames so far / ``settings.fps``).
+            image_size: ``(width, height)`` of the frame, if known: a track that missed its last frame and
+                whose predicted pose has left the frame ends (the person walked out), instead of coasting on
+                and taking over someone who enters where they left.
         """
         s = self.settings
         t = self.frame / s.fps if timestamp is None else float(timestamp)
         self.frame += 1
+        if image_size is not None:
+            self.tracks = [tr for tr in self.tracks if not tr.misses or _inside(tr.predicted(t)[tr.mask], image_size)]
         masks = [np.asarray(p.keypoints)[:, 2] > s.min_keypoint_score for p in poses]
         masks = [m if m.any() else np.asarray(p.keypoints)[:, 2] > 0 for m, p in zip(masks, poses)]
         pairs = self._match(poses, masks, t)

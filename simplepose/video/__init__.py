@@ -155,7 +155,7 @@ class _Run:
         poses = self.predictor.predict(frame.image, [[0, 0, w, h]] if self.whole_frame else None)
         mid = time.perf_counter()
         if self.tracker is not None:
-            poses = self.tracker.update(poses, timestamp=frame.time)
+            poses = self.tracker.update(poses, timestamp=frame.time, image_size=(w, h))
         self.timer.add(dict(read=frame.read_ms, **self.predictor.last_timings, predict=1000.0 * (mid - start),
                             track=1000.0 * (time.perf_counter() - mid)))
         self.people += len(poses)
