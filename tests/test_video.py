@@ -1,4 +1,4 @@
-"""Video: frame sources, the threaded pipeline, atomic outputs (also on Ctrl-C), the video command, the clip generator."""
+"""Video: frame sources, the threaded pipeline, atomic outputs (also on Ctrl-C), the command, the clip generator."""
 import json
 import os
 import pathlib
