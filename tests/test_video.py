@@ -244,3 +244,21 @@ def test_demo_video_help():
     done = subprocess.run([sys.executable, str(REPO / "demo_video.py"), "--help"], capture_output=True, text=True,
                           cwd=REPO, timeout=120)
     assert done.returncode == 0 and "--source" in done.stdout and "webcam" in done.stdout
+
+
+@pytest.mark.slow
+def test_topdown_model_through_the_video_command(clip, tmp_path, capsys):
+    """A top-down model takes the whole frame as its person box; its one person keeps one track id."""
+    from simplepose.commands import main
+    from simplepose.config import load_config
+    from simplepose.methods import build_model
+
+    overrides = ["topdown.flip_test=false", "topdown.rescore_threshold=0"]
+    cfg = load_config(REPO / "configs" / "topdown_tiny.yaml", overrides)
+    build_model(cfg).save(tmp_path / "td.keras")
+    js = tmp_path / "td.jsonl"
+    assert main(["video", "--weights", str(tmp_path / "td.keras"), "--source", str(clip.video), "--json", str(js),
+                 "--no-progress", "--log-level", "WARNING"]) == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in js.read_text().splitlines()]
+    assert len(lines) == 20 and all(len(line["poses"]) == 1 for line in lines)
+    assert [line["poses"][0]["track_id"] for line in lines] == [None, None] + [1] * 18
