@@ -64,7 +64,9 @@ def run_clip(clip, settings, smoothing, rng, noise, drop):
 @cli.run_main
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
-    parser.add_argument("--clips", type=int, default=10, help="generated clips (seeds 0, 1, ...)")
+    parser.add_argument("--clips", type=int, default=10, help="generated clips (seeds first-seed, first-seed + 1, ...)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seed of the first clip (0: the held-out clips; 100: the ones the defaults were tuned on)")
     parser.add_argument("--frames", type=int, default=300, help="frames per clip")
     parser.add_argument("--people", type=int, default=4, help="people kept in the frame")
     parser.add_argument("--fps", type=float, default=25.0)
@@ -77,7 +79,8 @@ def main(argv=None) -> int:
     cli.setup_logging(args.log_level)
     settings = TrackerSettings(cost=args.cost, fps=args.fps)
     smoothing = SmoothingSettings(min_cutoff=args.min_cutoff, beta=args.beta)
-    print(f"settings: {args.clips} clips x {args.frames} frames, {args.people} people, {args.fps} fps; keypoint "
+    print(f"settings: {args.clips} clips (seeds {args.first_seed}-{args.first_seed + args.clips - 1}) x "
+          f"{args.frames} frames, {args.people} people, {args.fps} fps; keypoint "
           f"noise {args.noise} x height per coordinate, detections dropped with p={args.drop}; {settings}; "
           f"{smoothing}")
     rng = np.random.default_rng(0)
@@ -85,7 +88,7 @@ def main(argv=None) -> int:
     err_s = err_r = 0.0
     n_kp = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.clips):
+        for seed in range(args.first_seed, args.first_seed + args.clips):
             clip = make_synthetic_video(f"{tmp}/clip{seed}", num_frames=args.frames, num_people=args.people,
                                         fps=args.fps, seed=seed, write_video=False)
             gt_ids, hyp_ids, es, er, n = run_clip(clip, settings, smoothing, rng, args.noise, args.drop)
@@ -100,7 +103,8 @@ def main(argv=None) -> int:
     total = identity_metrics(gt_all, hyp_all)
     frames = args.clips * args.frames
     ceiling = 2 * (1 - args.drop) / (2 - args.drop)
-    result = {"clips": args.clips, "frames": frames, "noise": args.noise, "drop": args.drop, "cost": args.cost,
+    result = {"clips": args.clips, "first_seed": args.first_seed, "frames": frames, "noise": args.noise,
+              "drop": args.drop, "cost": args.cost,
               "idf1": round(total["idf1"], 4), "idf1_ceiling_at_drop": round(ceiling, 4),
               "id_switches": total["id_switches"],
               "id_switches_per_100_frames": round(100.0 * total["id_switches"] / frames, 3),

@@ -75,6 +75,9 @@ class TrackerSettings:
     #: Smallest person area (pixels^2) in the OKS: the keypoint box of a partial pose (someone entering the
     #: frame with one arm) is tiny, and OKS over a tiny area would reject its own next detection.
     min_area: float = 64.0 ** 2
+    #: Confirmed tracks are matched first, keeping pairs at least this similar; the tracks left (confirmed or
+    #: tentative) are then matched to the poses left with ``min_similarity`` (1: one round for all tracks).
+    confirmed_similarity: float = 0.3
     #: Frames a confirmed track survives without a matching pose (it coasts at its last velocity).
     max_age: int = 15
     #: Matched frames in a row before a track is confirmed and gets its id.
@@ -87,9 +90,11 @@ class TrackerSettings:
     def __post_init__(self):
         if self.cost not in COSTS:
             raise ValueError(f"unknown tracking cost {self.cost!r}; expected one of {', '.join(COSTS)}")
-        if self.max_age < 0 or self.min_hits < 1 or not 0 <= self.min_similarity <= 1 or not self.fps > 0 \
+        if self.max_age < 0 or self.min_hits < 1 or not 0 <= self.min_similarity <= 1 or \
+                not self.min_similarity <= self.confirmed_similarity <= 1 or not self.fps > 0 \
                 or not self.min_area >= 1:
-            raise ValueError(f"tracker needs max_age >= 0, min_hits >= 1, 0 <= min_similarity <= 1, fps > 0 and "
+            raise ValueError(f"tracker needs max_age >= 0, min_hits >= 1, "
+                             f"0 <= min_similarity <= confirmed_similarity <= 1, fps > 0 and "
                              f"min_area >= 1, got {self}")
 
 
@@ -180,10 +185,15 @@ class PoseSmoother:
         return self.centre + self.filter(xy - measured, present, t, scale)
 
 
+def _inside_each(xy, image_size) -> np.ndarray:
+    """``(N,)``: which of the points ``(N, 2)`` lie inside an image of ``(width, height)``."""
+    x, y = xy[:, 0], xy[:, 1]
+    return (x >= 0) & (x < image_size[0]) & (y >= 0) & (y < image_size[1])
+
+
 def _inside(xy, image_size) -> bool:
     """Whether any of the points ``(N, 2)`` lies inside an image of ``(width, height)``."""
-    x, y = xy[:, 0], xy[:, 1]
-    return bool(np.any((x >= 0) & (x < image_size[0]) & (y >= 0) & (y < image_size[1])))
+    return bool(np.any(_inside_each(xy, image_size)))
 
 
 def keypoint_box(xy, mask) -> np.ndarray | None:
@@ -227,6 +237,9 @@ def _padded(box):
 
 
 class _Track:
+    """One person's track: the last position of every keypoint seen (moved on with the pose while unseen),
+    the keypoints seen in its last matched frame, the pose's velocity and its size."""
+
     def __init__(self, pose: Pose, mask, t: float, num_keypoints: int, smoothing):
         self.id = None
         self.hits, self.misses = 1, 0
@@ -248,7 +261,7 @@ class _Track:
         box = keypoint_box(xy, pose.present)
         if box is not None:
             self.scale = 0.8 * self.scale + 0.2 * max(1.0, float(max(box[2:] - box[:2])))
-        self.xy = self.predicted(t)  # keypoints missing now move on with the pose (for drawing, not matching)
+        self.xy = self.predicted(t)  # keypoints missing now move on with the pose
         self.xy[mask] = xy[mask]
         self.mask = mask
         self.t = t
@@ -298,7 +311,7 @@ class PoseTracker:
             self.tracks = [tr for tr in self.tracks if not tr.misses or _inside(tr.predicted(t)[tr.mask], image_size)]
         masks = [np.asarray(p.keypoints)[:, 2] > s.min_keypoint_score for p in poses]
         masks = [m if m.any() else np.asarray(p.keypoints)[:, 2] > 0 for m, p in zip(masks, poses)]
-        pairs = self._match(poses, masks, t)
+        pairs = self._match(poses, masks, t, image_size)
         matched = {d: tr for tr, d in pairs}
         for track in self.tracks:
             if track not in matched.values():
@@ -319,25 +332,46 @@ class PoseTracker:
             out.append(self._output(pose, track, t))
         return out
 
-    def _match(self, poses, masks, t: float) -> list:
-        """``(track, pose index)`` pairs of the optimal assignment whose similarity reaches the threshold."""
+    def _match(self, poses, masks, t: float, image_size=None) -> list:
+        """``(track, pose index)`` pairs in two rounds, each the optimal assignment of its tracks to the poses
+        still free, keeping pairs whose similarity reaches the round's threshold: first the confirmed tracks,
+        with ``settings.confirmed_similarity``, then every track left, with ``settings.min_similarity``. A
+        newcomer's one-frame-old track (with no velocity yet) cannot outbid a person's long track for that
+        person's pose, and a confirmed track cannot take a newcomer's pose on a weak match."""
         if not self.tracks or not poses:
             return []
-        sim = np.array([[self.similarity(tr, p, m, t) for p, m in zip(poses, masks)] for tr in self.tracks])
-        rows, cols = linear_sum_assignment(1.0 - sim)
-        return [(self.tracks[r], int(c)) for r, c in zip(rows, cols) if sim[r, c] >= self.settings.min_similarity]
+        s = self.settings
+        sim = np.array([[self.similarity(tr, p, m, t, image_size) for p, m in zip(poses, masks)]
+                        for tr in self.tracks])
+        pairs, free_rows, free_cols = [], list(range(len(self.tracks))), list(range(len(poses)))
+        for confirmed_only, threshold in ((True, s.confirmed_similarity), (False, s.min_similarity)):
+            rows_in = [r for r in free_rows if self.tracks[r].id is not None or not confirmed_only]
+            if not rows_in or not free_cols:
+                continue
+            sub = sim[np.ix_(rows_in, free_cols)]
+            taken = [(rows_in[r], free_cols[c]) for r, c in zip(*linear_sum_assignment(1.0 - sub))
+                     if sub[r, c] >= threshold]
+            pairs += [(self.tracks[r], c) for r, c in taken]
+            free_rows = [r for r in free_rows if r not in {r for r, _ in taken}]
+            free_cols = [c for c in free_cols if c not in {c for _, c in taken}]
+        return pairs
 
-    def similarity(self, track, pose: Pose, mask, t: float) -> float:
-        """OKS, box IoU or their mean between ``track``'s pose predicted at ``t`` and ``pose``."""
+    def similarity(self, track, pose: Pose, mask, t: float, image_size=None) -> float:
+        """OKS, box IoU or their mean between ``track``'s pose predicted at ``t`` and ``pose``.
+
+        With ``image_size``, the track's keypoints predicted outside the frame are left out: a person walking
+        out loses them, and counting them as mismatches would favour a newcomer showing the same keypoints.
+        """
         pred, xy = track.predicted(t), np.asarray(pose.keypoints)[:, :2]
-        box_t, box_p = keypoint_box(pred, track.mask), keypoint_box(xy, mask)
+        expected = track.mask if image_size is None else track.mask & _inside_each(pred, image_size)
+        box_t, box_p = keypoint_box(pred, expected), keypoint_box(xy, mask)
         if box_t is None or box_p is None:
             return 0.0
         out = []
         if self.settings.cost in ("oks", "oks+iou"):
             area = max(0.5 * (np.prod(box_t[2:] - box_t[:2]) + np.prod(box_p[2:] - box_p[:2])),
                        self.settings.min_area)
-            out.append(oks(pred, track.mask, xy, mask, self.sigmas, area))
+            out.append(oks(pred, expected, xy, mask, self.sigmas, area))
         if self.settings.cost in ("iou", "oks+iou"):
             out.append(box_iou(_padded(box_t), _padded(box_p)))
         return float(np.mean(out))
