@@ -75,8 +75,9 @@ class TrackerSettings:
     #: Smallest person area (pixels^2) in the OKS: the keypoint box of a partial pose (someone entering the
     #: frame with one arm) is tiny, and OKS over a tiny area would reject its own next detection.
     min_area: float = 64.0 ** 2
-    #: Confirmed tracks are matched first, keeping pairs at least this similar; the tracks left (confirmed or
-    #: tentative) are then matched to the poses left with ``min_similarity`` (1: one round for all tracks).
+    #: Match confirmed tracks first, keeping pairs at least ``confirmed_similarity`` alike, then the tracks left
+    #: (confirmed or tentative) to the poses left with ``min_similarity``; False: one assignment of all tracks.
+    confirmed_first: bool = True
     confirmed_similarity: float = 0.3
     #: Frames a confirmed track survives without a matching pose (it coasts at its last velocity).
     max_age: int = 15
@@ -333,9 +334,10 @@ class PoseTracker:
         return out
 
     def _match(self, poses, masks, t: float, image_size=None) -> list:
-        """``(track, pose index)`` pairs in two rounds, each the optimal assignment of its tracks to the poses
-        still free, keeping pairs whose similarity reaches the round's threshold: first the confirmed tracks,
-        with ``settings.confirmed_similarity``, then every track left, with ``settings.min_similarity``. A
+        """``(track, pose index)`` pairs in two rounds (one without ``settings.confirmed_first``), each the
+        optimal assignment of its tracks to the poses still free, keeping pairs whose similarity reaches the
+        round's threshold: first the confirmed tracks, with ``settings.confirmed_similarity``, then every track
+        left, with ``settings.min_similarity``. A
         newcomer's one-frame-old track (with no velocity yet) cannot outbid a person's long track for that
         person's pose, and a confirmed track cannot take a newcomer's pose on a weak match."""
         if not self.tracks or not poses:
@@ -344,7 +346,8 @@ class PoseTracker:
         sim = np.array([[self.similarity(tr, p, m, t, image_size) for p, m in zip(poses, masks)]
                         for tr in self.tracks])
         pairs, free_rows, free_cols = [], list(range(len(self.tracks))), list(range(len(poses)))
-        for confirmed_only, threshold in ((True, s.confirmed_similarity), (False, s.min_similarity)):
+        rounds = ((True, s.confirmed_similarity),) if s.confirmed_first else ()
+        for confirmed_only, threshold in rounds + ((False, s.min_similarity),):
             rows_in = [r for r in free_rows if self.tracks[r].id is not None or not confirmed_only]
             if not rows_in or not free_cols:
                 continue

@@ -184,5 +184,45 @@ def test_settings_are_checked():
         TrackerSettings(cost="euclid")
     with pytest.raises(ValueError, match="min_hits >= 1"):
         TrackerSettings(min_hits=0)
+    with pytest.raises(ValueError, match="min_similarity <= confirmed_similarity"):
+        TrackerSettings(min_similarity=0.4, confirmed_similarity=0.3)
     with pytest.raises(ValueError, match="min_cutoff > 0"):
         SmoothingSettings(min_cutoff=0)
+
+
+def one_keypoint_pose(k, x, y):
+    kp = np.zeros((17, 3), np.float32)
+    kp[k] = (x, y, 1.0)
+    return Pose(kp, 1.0)
+
+
+def test_a_confirmed_track_keeps_its_person_against_a_newcomer_at_the_edge():
+    """A person walks out at the right edge (one wrist in view) as a newcomer's wrist appears just ahead of
+    them; next frame the newcomer has stepped in, close to where the new track started. One assignment of
+    all tracks gives the walker's pose to the newcomer's motionless track; confirmed tracks first do not."""
+    size = (320, 240)
+    for first, expected in ((True, [1, None]), (False, [None, 1])):
+        tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(confirmed_first=first), smoothing=None)
+        for f in range(6):  # 5 px per frame to the right
+            assert tracker.update([one_keypoint_pose(9, 280 + 5 * f, 100)], image_size=size)[0].track_id \
+                == (1 if f >= 2 else None)
+        assert [p.track_id for p in tracker.update([one_keypoint_pose(9, 310, 100), one_keypoint_pose(9, 316, 100)],
+                                                   image_size=size)] == [1, None]
+        out = tracker.update([one_keypoint_pose(9, 315, 100), one_keypoint_pose(9, 311, 100)], image_size=size)
+        assert [p.track_id for p in out] == expected, first
+
+
+def test_keypoints_predicted_outside_the_frame_are_not_counted_missing():
+    """A walker leaving at the right edge: the wrist predicted beyond the edge is not a mismatch when the image
+    size is known, so their remaining hip matches fully; without it the OKS counts the wrist as missing."""
+    tracker = PoseTracker(COCO_SIGMAS, smoothing=None)
+    for f in range(3):
+        kp = np.zeros((17, 3), np.float32)
+        kp[9], kp[11] = (305 + 6 * f, 100, 1), (290 + 6 * f, 120, 1)
+        tracker.update([Pose(kp, 1.0)])
+    track, t = tracker.tracks[0], 3 / 25
+    assert track.predicted(t)[9, 0] > 320 > track.predicted(t)[11, 0]
+    hip = one_keypoint_pose(11, 308, 120)
+    mask = hip.keypoints[:, 2] > 0
+    assert tracker.similarity(track, hip, mask, t, image_size=(320, 240)) == pytest.approx(1.0)
+    assert tracker.similarity(track, hip, mask, t) == pytest.approx(0.5)
