@@ -27,7 +27,7 @@ test-all: venv
 	$(PY) -m pytest -q
 
 lint: venv
-	$(PY) -m flake8 simplepose training testing tests benchmarks demo_image.py
+	$(PY) -m flake8 simplepose training testing tests benchmarks demo_image.py demo_video.py
 
 # The whole job on the synthetic default, through the four real entry points (about 9 min on 2 CPU cores).
 quickstart: venv

@@ -143,3 +143,28 @@ def _title(text: str, width: int, height: int = 16) -> np.ndarray:
 
 def _upsample(values, size):
     return cv2.resize(values.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def draw_track_ids(image, poses, *, scale: float = 0.0):
+    """Each tracked pose's ``track_id`` as ``#N`` above its highest keypoint, in a colour of its own (in place;
+    also returned). Poses without a ``track_id`` (untracked, or tentative) are left unlabelled.
+
+    Args:
+        scale: OpenCV font scale; 0 picks one from the image size.
+    """
+    scale = scale or max(0.35, max(image.shape[:2]) / 900)
+    thickness = max(1, int(round(2 * scale)))
+    for pose in poses:
+        track_id = getattr(pose, "track_id", None)
+        present = pose.keypoints[:, 2] > 0
+        if track_id is None or not present.any():
+            continue
+        xy = pose.keypoints[present, :2]
+        x, y = int(round(float(xy[:, 0].mean()))), int(round(float(xy[:, 1].min()))) - 4
+        r, g, b = colorsys.hsv_to_rgb((track_id * 0.618034) % 1.0, 0.9, 1.0)
+        label, colour = f"#{track_id}", (int(255 * b), int(255 * g), int(255 * r))
+        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        origin = (min(max(x - w // 2, 0), max(image.shape[1] - w, 0)), min(max(y, h + 1), image.shape[0] - 2))
+        cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+        cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+    return image

@@ -6,7 +6,8 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "simplepose"
-SCRIPTS = ["training/coco_masks_hdf5.py", "training/train_pose.py", "testing/evaluation.py", "demo_image.py"]
+SCRIPTS = ["training/coco_masks_hdf5.py", "training/train_pose.py", "testing/evaluation.py", "demo_image.py",
+           "demo_video.py"]
 COMMANDS = sorted((PACKAGE / "commands").glob("*.py"))
 
 #: Modules every layer may use: they import nothing above themselves.

@@ -13,11 +13,13 @@ ENTRY_POINTS = [
     ["training/train_pose.py"],
     ["testing/evaluation.py"],
     ["demo_image.py"],
+    ["demo_video.py"],
     ["-m", "simplepose", "synthetic"],
     ["-m", "simplepose", "show"],
     ["-m", "simplepose", "export"],
     ["-m", "simplepose.export"],
     ["-m", "simplepose", "predict"],
+    ["-m", "simplepose", "video"],
 ]
 
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "train": ("simplepose.commands.train", "train a config into a run directory (resumes)"),
     "evaluate": ("simplepose.commands.evaluate", "COCO keypoint AP of a model, or of the decoder (--oracle)"),
     "demo": ("simplepose.commands.demo", "draw the people a model finds in one image; JSON too"),
+    "video": ("simplepose.commands.video", "find, track and draw the people of a video, image folder or webcam"),
     "export": ("simplepose.commands.export", "a trained model as SavedModel, ONNX or LiteRT, with its contract"),
 }
 ALIASES = {"predict": "demo"}

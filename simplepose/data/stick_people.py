@@ -163,3 +163,23 @@ def draw(img: np.ndarray, p: Person) -> np.ndarray:
         _paint(layer, faint, binary=False)
         cv2.addWeighted(layer, 0.35, img, 0.65, 0, dst=img)
     return mask
+
+
+def walking_pose(phase: float, height: float, back: bool = False, stride: float = 0.45) -> np.ndarray:
+    """A walking pose around its hip centre at gait ``phase`` (radians; one step cycle per 2 pi): the legs
+    scissor by up to ``stride`` radians, each arm swings against its leg, knees and elbows flex twice per cycle.
+    Smooth in ``phase``, so a sequence of phases animates a walk. Shapes: -> ``(17, 2)`` pixels."""
+    base = UPRIGHT_POSE.astype(np.float64)
+    pose = base.copy()
+    swing = stride * math.sin(phase)
+    for top, mid, end in _CHAINS:
+        side = _SIDE[top]
+        leg = top in (11, 12)
+        angle = side * swing * (1.0 if leg else -0.8)
+        bend = (0.15 + 0.1 * math.cos(2 * phase) if leg else -0.3 - 0.1 * (1 - math.cos(2 * phase))) * side
+        pose[mid] = pose[top] + _rotate(base[mid] - base[top], angle)
+        pose[end] = pose[mid] + _rotate(base[end] - base[mid], angle + bend)
+    pose[:5] += (0.0, 0.008 * math.cos(2 * phase))  # the head bobs twice per cycle
+    if back:
+        pose[:, 0] *= -1
+    return (pose - 0.5 * (pose[11] + pose[12])) * height
