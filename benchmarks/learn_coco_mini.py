@@ -8,9 +8,11 @@ This is a memorisation check of the chain (prep, pipeline, targets, loss, optimi
 evaluation) on real photographs, crowds and masks: it says nothing about generalisation to unseen images.
 
 Training stops after ``--minutes`` (training and per-epoch evaluation together, prep and start-up excluded
-from the budget but reported) or ``train.epochs``. Writes ``learning_curve.png`` (loss and AP against
-minutes) and ``curve.json`` into ``--out``; the last stdout line is one JSON object with the curve, the best
-AP, the minutes until AP first reached ``--target`` and the machine load at start and end.
+from the budget but reported) or ``train.epochs``. Each curve point also has the CPU time the process used
+(all its threads): on a shared machine it says how much of the cores the run actually got. Writes
+``learning_curve.png`` (loss and AP against minutes) and ``curve.json`` into ``--out``; the last stdout line
+is one JSON object with the curve, the best AP, the minutes until AP first reached ``--target`` and the
+machine load at start and end.
 
 Example:
     python benchmarks/learn_coco_mini.py --out /tmp/learn_coco_mini --minutes 15
@@ -55,7 +57,7 @@ class EvalEveryEpoch:
 
         class Callback(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
-                self.start = time.perf_counter()
+                self.start, self.cpu_start = time.perf_counter(), time.process_time()
                 self.eval_s = 0.0
 
             def on_epoch_end(self, epoch, logs=None):
@@ -65,6 +67,7 @@ class EvalEveryEpoch:
                 elapsed = time.perf_counter() - self.start
                 curve.append({"epoch": epoch + 1, "steps": (epoch + 1) * cfg.train.steps_per_epoch,
                               "minutes": round(elapsed / 60, 2), "eval_minutes": round(self.eval_s / 60, 2),
+                              "cpu_minutes": round((time.process_time() - self.cpu_start) / 60, 2),
                               "loss": round(float(logs["loss"]), 4), "AP": round(metrics["AP"], 4),
                               "AP50": round(metrics["AP50"], 4), "AR": round(metrics["AR"], 4),
                               "load": round(os.getloadavg()[0], 2)})

@@ -1,4 +1,5 @@
-"""JAX data parallelism (keras.distribution): 2 host devices train as 1 does, with TensorFlow blocked."""
+"""JAX data parallelism (keras.distribution): 2 host devices train as 1 does, with TensorFlow blocked;
+process shares of the stream batches."""
 import json
 import os
 import subprocess
@@ -57,7 +58,11 @@ try:
     split_error = None
 except train.TrainingError as e:
     split_error = str(e)
+# the whole path: HDF5 -> stream shares -> 2 devices, validation in full batches only
+cfg = load_config(sys.argv[1], json.loads(sys.argv[2]) + ["train.epochs=1", "train.steps_per_epoch=2"])
+history = train.fit(cfg, sys.argv[3] + "_h5", sys.argv[4], sys.argv[4], verbose=0).history
 print(json.dumps({"devices": jax.device_count(), "replicas": [n1, n2], "variable_devices": [s1, s2],
+                  "fit_losses": [history["loss"][-1], history["val_loss"][-1]],
                   "loss": [loss1, loss2], "split_error": split_error, "max_update": update,
                   "tensorflow_loaded": sys.modules.get("tensorflow") is not None,
                   "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(w1, w2))}))
@@ -72,17 +77,20 @@ def _run(script, *args, env=None, timeout=600):
 
 
 @pytest.mark.slow  # ~50 CPU-s: two XLA compilations of the tiny model
-def test_jax_two_devices_match_one_device(tmp_path):
-    """One SGD step on the same global batch: identical loss and weights on 1 and on 2 devices (XLA-compiled)."""
+def test_jax_two_devices_match_one_device(tmp_path, tiny_hdf5):
+    """One SGD step on the same global batch: identical loss and weights on 1 and on 2 devices (XLA-compiled);
+    then ``fit`` on an HDF5 file with validation over both devices."""
     pytest.importorskip("jax")
-    proc = _run(TWO_DEVICES, TINY, json.dumps(OVERRIDES), str(tmp_path / "run"))
+    proc = _run(TWO_DEVICES, TINY, json.dumps(OVERRIDES), str(tmp_path / "run"), str(tiny_hdf5))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(json.dumps({k: v for k, v in result.items() if k != "split_error"}))  # shown with pytest -s
     assert result["devices"] == 2 and not result["tensorflow_loaded"]
     assert result["replicas"] == [1, 2] and result["variable_devices"] == [1, 2]  # replicated on both
     assert result["loss"][0] == pytest.approx(result["loss"][1], rel=1e-5)
     assert result["max_update"] > 1e-3 and result["max_weight_diff"] < 1e-5
     assert "does not split evenly over 2 replicas" in result["split_error"]
+    assert np.isfinite(result["fit_losses"]).all() and min(result["fit_losses"]) > 0
 
 
 def _batches(tiny_hdf5, train, count, replicas, batch=4):
