@@ -6,12 +6,13 @@
    on in-memory uint8 batches of each ``--batches`` size, for each ``--precisions`` (float32,
    mixed_bfloat16, mixed_float16): samples/s (median step time after ``--warmup`` compiled steps) and peak
    device memory. Each precision sweeps in its own process, batches ascending, so the peak after a batch size
-   is that batch size's; a batch that does not fit is reported as ``"oom"`` and ends that sweep.
+   is that batch size's; a batch that does not fit is reported as ``"oom"`` and ends that sweep; the sweep
+   shares ``--sweep-minutes`` between the precisions (each batch size compiles anew).
 3. ``data_wait``: the same model fed by the real pipeline (HDF5 -> augmentation -> targets, one thread per
    core through ``keras.utils.PyDataset``) against the same steps fed from memory: the share of a step spent
    waiting for data is ``1 - t_memory / t_pipeline``; also the pipeline's samples/s alone on this machine.
-4. ``inference``: ms per image of model3 at box 368, scales [1] and [0.5, 1, 1.5, 2] + flip (coco-mini
-   val, second pass, so compilation is excluded): total and network time per image.
+4. ``inference``: ms per image of model3 at box 368, scales [1] and [0.5, 1, 1.5, 2] + flip (10 coco-mini
+   val images, second pass, so compilation is excluded): total and network time per image.
 5. ``learn``: ``benchmarks/learn_coco_mini.py`` for ``--learn-minutes`` (memorising coco-mini train with
    ``configs/coco_mini_memorise.yaml``), then AP on those images with pycocotools, and the learning curve PNG.
 
@@ -63,10 +64,13 @@ def build_parser():
     parser.add_argument("--smoke", action="store_true", help="toy sizes: prove the script on a CPU in minutes")
     parser.add_argument("--no-tensorflow", action="store_true", help="make TensorFlow unimportable (JAX only)")
     parser.add_argument("--batches", type=int, nargs="+", help="batch sweep (default 8 16 32 64; smoke 2 4)")
-    parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16", "mixed_float16"],
+    parser.add_argument("--precisions", nargs="+", default=["mixed_bfloat16", "float32", "mixed_float16"],
                         choices=("float32", "mixed_bfloat16", "mixed_float16"), help="precisions of the sweep")
     parser.add_argument("--steps", type=int, help="timed steps per batch size (default 10; smoke 2)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation)")
+    parser.add_argument("--sweep-minutes", type=float, default=4.0,
+                        help="time for the whole sweep, shared by the precisions: a batch size is not started "
+                             "after its precision's share is spent (reported as skipped)")
     parser.add_argument("--wait-batch", type=int, help="batch of the data-wait check (default 32; smoke 4)")
     parser.add_argument("--wait-precision", default="mixed_bfloat16", help="precision of the data-wait check")
     parser.add_argument("--learn-minutes", type=float, help="memorisation run budget (default 5; smoke 0.5)")
@@ -74,6 +78,7 @@ def build_parser():
                         help="parts to leave out")
     parser.add_argument("--part", help=argparse.SUPPRESS)  # internal: one precision's sweep, in a child process
     parser.add_argument("--precision", help=argparse.SUPPRESS)
+    parser.add_argument("--budget-s", type=float, default=float("inf"), help=argparse.SUPPRESS)
     return parser
 
 
@@ -142,8 +147,11 @@ def sweep_part(args) -> dict:
 
     from simplepose.train import build_and_compile
 
-    rows = {}
+    rows, start = {}, time.perf_counter()
     for batch in sorted(args.batches):
+        if time.perf_counter() - start > args.budget_s:
+            rows[str(batch)] = "skipped (time budget)"
+            continue
         cfg = model_config(args, [f"train.precision={args.precision}", f"train.batch_size={batch}"])
         try:
             keras.utils.set_random_seed(0)
@@ -167,7 +175,8 @@ def run_sweeps(args) -> dict:
     for precision in args.precisions:
         cmd = [sys.executable, os.path.abspath(__file__), "--part", "sweep", "--precision", precision,
                "--batches", *map(str, args.batches), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--log-level", args.log_level] + (["--smoke"] if args.smoke else []) \
+               "--log-level", args.log_level, "--budget-s", str(args.sweep_minutes * 60 / len(args.precisions))] \
+            + (["--smoke"] if args.smoke else []) \
             + (["--no-tensorflow"] if args.no_tensorflow else [])
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -253,7 +262,7 @@ def inference(args) -> dict:
     from simplepose.predictor import Predictor
 
     images_dir = os.path.join(args.coco, "val2017")
-    names = sorted(os.listdir(images_dir))[:3 if args.smoke else 20]
+    names = sorted(os.listdir(images_dir))[:3 if args.smoke else 10]
     images = [read_image(os.path.join(images_dir, n)) for n in names]
     keras.utils.set_random_seed(0)
     model = build_model(model_config(args))
@@ -277,8 +286,9 @@ def inference(args) -> dict:
 def learn(args, out_dir) -> dict:
     import learn_coco_mini
 
+    # an accelerator runs 100 steps in seconds: 500 per evaluation keeps the evaluations a small share
     overrides = ["train.epochs=1", "train.steps_per_epoch=5", "data.input_size=96"] if args.smoke else \
-        ["train.epochs=1000"]
+        ["train.epochs=1000", "train.steps_per_epoch=500"]
     learn_args = learn_coco_mini.build_parser().parse_args(
         ["--coco", args.coco, "--out", os.path.join(out_dir, "learn"), "--minutes", str(args.learn_minutes),
          "--set", *overrides])
