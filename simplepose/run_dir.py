@@ -116,10 +116,11 @@ def make_callbacks(run_dir, *, chief: bool, validate: bool, worker_id: int = 0) 
             AtomicCheckpoint(os.path.join(run_dir, "last.keras")),
             AtomicCheckpoint(os.path.join(run_dir, "model.keras"), "val_loss" if validate else None),
         ]
-        if importlib.util.find_spec("tensorboard") is not None:
+        # Keras' TensorBoard callback writes through tf.summary: TensorFlow too (JAX-only installs lack it)
+        if all(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorflow")):
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False))
         else:
-            LOG.warning("tensorboard is not installed: no TensorBoard logs")
+            LOG.warning("tensorboard or tensorflow is not installed: no TensorBoard logs")
     return callbacks
 
 

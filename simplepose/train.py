@@ -192,7 +192,10 @@ def _feed_process_share(dataset, strategy):
     if dataset is None or not hasattr(dataset, "feed_share"):
         return dataset
     index, count = process_index_and_count(strategy)
-    dataset.feed_share(index, count, replicas=replica_count(strategy))
+    try:
+        dataset.feed_share(index, count, replicas=replica_count(strategy))
+    except ValueError as e:  # a validation file smaller than one global batch
+        raise TrainingError(str(e)) from None
     return dataset
 
 
