@@ -59,7 +59,8 @@ try:
 except train.TrainingError as e:
     split_error = str(e)
 # the whole path: HDF5 -> stream shares -> 2 devices, validation in full batches only
-cfg = load_config(sys.argv[1], json.loads(sys.argv[2]) + ["train.epochs=1", "train.steps_per_epoch=2"])
+cfg = load_config(sys.argv[1], json.loads(sys.argv[2]) + ["train.epochs=1", "train.steps_per_epoch=2",
+                                                         "train.optimizer=adam", "train.learning_rate=1e-4"])
 history = train.fit(cfg, sys.argv[3] + "_h5", sys.argv[4], sys.argv[4], verbose=0).history
 print(json.dumps({"devices": jax.device_count(), "replicas": [n1, n2], "variable_devices": [s1, s2],
                   "fit_losses": [history["loss"][-1], history["val_loss"][-1]],
