@@ -94,7 +94,7 @@ def plot_curve(curve, target, png_path, title):
     ax.axhline(target, color="gray", linestyle="--", linewidth=1, label=f"target AP {target}")
     ax.set(xlabel="minutes (training + evaluation)", ylabel="COCO keypoint AP", ylim=(0, 1), title=title)
     loss_ax = ax.twinx()
-    loss_ax.plot(minutes, [c["loss"] for c in curve], color="tab:red", alpha=0.6, label="training loss")
+    loss_ax.plot(minutes, [c["loss"] for c in curve], marker=".", color="tab:red", alpha=0.6, label="training loss")
     loss_ax.set(ylabel="training loss", yscale="log")
     lines = ax.get_legend_handles_labels()
     more = loss_ax.get_legend_handles_labels()
