@@ -10,9 +10,9 @@ evaluation) on real photographs, crowds and masks: it says nothing about general
 Training stops after ``--minutes`` (training and per-epoch evaluation together, prep and start-up excluded
 from the budget but reported) or ``train.epochs``. Each curve point also has the CPU time the process used
 (all its threads): on a shared machine it says how much of the cores the run actually got. Writes
-``learning_curve.png`` (loss and AP against minutes) and ``curve.json`` into ``--out``; the last stdout line
-is one JSON object with the curve, the best AP, the minutes until AP first reached ``--target`` and the
-machine load at start and end.
+``learning_curve.png`` (loss and AP against minutes) and ``curve.json`` into ``--out`` after every epoch;
+the last stdout line is one JSON object with the curve, the best AP, the minutes until AP first reached
+``--target`` and the machine load at start and end.
 
 Example:
     python benchmarks/learn_coco_mini.py --out /tmp/learn_coco_mini --minutes 15
@@ -49,7 +49,7 @@ def build_parser():
 class EvalEveryEpoch:
     """Keras callback factory: COCO AP on the training images after each epoch, stop at the time budget."""
 
-    def __new__(cls, cfg, ann, images, budget_s, curve):
+    def __new__(cls, cfg, ann, images, budget_s, curve, on_point=None):
         import keras
 
         from simplepose.evaluation import evaluate_predictor
@@ -73,6 +73,8 @@ class EvalEveryEpoch:
                               "load": round(os.getloadavg()[0], 2)})
                 LOG.info("epoch %d: loss %.4f, AP %.3f (AP50 %.3f) after %.1f min (load %.2f)", epoch + 1,
                          logs["loss"], metrics["AP"], metrics["AP50"], elapsed / 60, os.getloadavg()[0])
+                if on_point is not None:  # the curve so far is on disk while a long run goes on
+                    on_point(curve)
                 if elapsed > budget_s:
                     self.model.stop_training = True
 
@@ -124,14 +126,18 @@ def run(args) -> dict:
     summary = prepare_coco_hdf5(ann, images, h5, progress=False)
     prep_s = time.perf_counter() - t0
     curve = []
+    title = f"coco-mini {args.split}: memorisation ({summary.samples_written} crops, {cpu_count()} cores)"
+
+    def on_point(points):
+        plot_curve(points, args.target, os.path.join(out, "learning_curve.png"), title)
+        write_text(os.path.join(out, "curve.json"), json.dumps(points, indent=1))
+
     t1 = time.perf_counter()
     fit(cfg, os.path.join(out, "run"), h5, verbose=0,
-        callbacks=[EvalEveryEpoch(cfg, ann, images, args.minutes * 60, curve)])
+        callbacks=[EvalEveryEpoch(cfg, ann, images, args.minutes * 60, curve, on_point)])
     total_s = time.perf_counter() - t1
     reached = next((c for c in curve if c["AP"] >= args.target), None)
     best = max(curve, key=lambda c: c["AP"])
-    plot_curve(curve, args.target, os.path.join(out, "learning_curve.png"),
-               f"coco-mini {args.split}: memorisation ({summary.samples_written} crops, {cpu_count()} cores)")
     result = {"final_AP": curve[-1]["AP"], "best_AP": best["AP"], "best_epoch": best["epoch"],
               "target": args.target, "minutes_to_target": reached["minutes"] if reached else None,
               "epochs": len(curve), "steps": curve[-1]["steps"], "fit_minutes": round(total_s / 60, 2),
