@@ -126,10 +126,19 @@ class TrainConfig:
     #: Steps per epoch (0 = one pass over the training file).
     steps_per_epoch: int = 0
     seed: int = 0
-    #: ``auto``, ``one``, ``mirrored`` or ``multiworker``.
+    #: ``auto`` (every local device: several GPUs, or the JAX host devices), ``one``, ``mirrored`` (data
+    #: parallel over the local devices) or ``multiworker`` (several machines: tf.distribute's
+    #: ``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``, or JAX multi-host through
+    #: ``keras.distribution.initialize`` from the ``KERAS_DISTRIBUTION_*`` variables).
     strategy: str = "auto"
-    #: Use mixed_float16 on GPUs.
+    #: Keras dtype policy while the model is built: ``float32``, ``mixed_float16`` (with loss scaling) or
+    #: ``mixed_bfloat16``; the loss is computed in float32 either way.
+    precision: str = "float32"
+    #: Older configs' switch, kept so their files still load: true means ``precision: mixed_float16``.
     mixed_precision: bool = False
+    #: XLA compilation of the train step: None = Keras' ``"auto"`` (XLA where every layer supports it; JAX
+    #: always compiles), true or false (TensorFlow graph without XLA; under JAX, eager steps).
+    jit_compile: typing.Optional[bool] = None
     #: Run train steps eagerly (debugging; fast tiny tests, where tracing the graph costs more than the steps).
     run_eagerly: bool = False
 
@@ -389,6 +398,7 @@ _CHOICES = {
     ("loss", "kind"): ("focal_l2", "l2"),
     ("train", "optimizer"): ("adam", "sgd"),
     ("train", "strategy"): ("auto", "one", "mirrored", "multiworker"),
+    ("train", "precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
     ("topdown", "attention"): ("none", "holistic", "holistic+partwise"),
     ("topdown", "attention_kernel"): ("crf", "softmax"),
     ("inference", "grouping"): ("improved", "published"),

@@ -11,6 +11,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import os
+
+
+def pipeline_workers(cfg) -> int:
+    """Threads rendering training batches: ``data.workers``, or one per CPU core this process may use (0)."""
+    if cfg.data.workers > 0:
+        return cfg.data.workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -146,10 +146,11 @@ def make_callbacks(run_dir, *, chief: bool, validate: bool, worker_id: int = 0) 
                              best=best_logged(os.path.join(run_dir, CSV_FILE)) if validate else math.inf),
             LossPlot(os.path.join(run_dir, CSV_FILE), os.path.join(run_dir, PLOT_FILE)),
         ]
-        if importlib.util.find_spec("tensorboard") is not None:
+        # Keras' TensorBoard callback writes through tf.summary: TensorFlow too (JAX-only installs lack it)
+        if all(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorflow")):
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False))
         else:
-            LOG.warning("tensorboard is not installed: no TensorBoard logs")
+            LOG.warning("tensorboard or tensorflow is not installed: no TensorBoard logs")
     return callbacks
 
 

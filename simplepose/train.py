@@ -19,14 +19,21 @@ LOG = logging.getLogger(__name__)
 
 # === Strategy ===
 def make_strategy(name: str):
-    """``auto`` (mirrored over GPUs when there are several, else default), ``one``, ``mirrored``, ``multiworker``.
+    """``auto`` (every local device), ``one``, ``mirrored`` (the local devices) or ``multiworker``.
 
-    Without GPUs, ``mirrored`` mirrors over all logical CPU devices. Non-TensorFlow backends only support
-    ``auto`` and ``one`` (returns None: no strategy scope).
+    TensorFlow: a ``tf.distribute`` strategy. ``auto`` mirrors over the GPUs when there are several, else
+    the default strategy; without GPUs, ``mirrored`` mirrors over all logical CPU devices;
+    ``multiworker`` reads ``TF_CONFIG``. JAX: a ``keras.distribution.DataParallel`` over the devices, or
+    None for one device (``one``, or ``auto`` with a single device); ``multiworker`` first joins the
+    processes with ``keras.distribution.initialize`` (``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
+    ``KERAS_DISTRIBUTION_NUM_PROCESSES``, ``KERAS_DISTRIBUTION_PROCESS_ID``), then spans every process's
+    devices. Other backends only support ``auto`` and ``one`` (None: no strategy scope).
     """
+    if keras.backend.backend() == "jax":
+        return _jax_distribution(name)
     if keras.backend.backend() != "tensorflow":
         if name not in ("auto", "one"):
-            raise TrainingError(f"strategy {name!r} needs the TensorFlow backend")
+            raise TrainingError(f"strategy {name!r} needs the TensorFlow or JAX backend")
         return None
     import tensorflow as tf
 
@@ -41,8 +48,36 @@ def make_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
+def _jax_distribution(name: str):
+    """Keras' own data parallelism under JAX: the batch axis sharded over a 1-D mesh of devices."""
+    from keras import distribution
+
+    if name == "one":
+        return None
+    if name == "multiworker":  # before any JAX computation
+        try:
+            distribution.initialize()
+        except (RuntimeError, ValueError) as e:
+            raise TrainingError(f"JAX multi-host start failed ({str(e).splitlines()[0]}); set "
+                                "KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES and "
+                                "KERAS_DISTRIBUTION_PROCESS_ID on every process") from None
+    devices = distribution.list_devices()  # the default platform's (GPU, TPU, else CPU), of every process
+    if name == "auto" and len(devices) == 1:
+        return None
+    return distribution.DataParallel(devices=devices)
+
+
+def is_keras_distribution(strategy) -> bool:
+    """Whether ``strategy`` is a ``keras.distribution`` one (JAX) rather than a ``tf.distribute`` strategy."""
+    return isinstance(strategy, (keras.distribution.DataParallel, keras.distribution.ModelParallel))
+
+
 def replica_count(strategy) -> int:
-    return 1 if strategy is None else strategy.num_replicas_in_sync
+    if strategy is None:
+        return 1
+    if is_keras_distribution(strategy):
+        return int(strategy.device_mesh.devices.size)
+    return strategy.num_replicas_in_sync
 
 
 def check_batch_split(global_batch: int, replicas: int) -> int:
@@ -53,8 +88,19 @@ def check_batch_split(global_batch: int, replicas: int) -> int:
     return global_batch // replicas
 
 
+def process_index_and_count(strategy) -> tuple[int, int]:
+    """This process's index and the number of processes feeding the model (multi-host JAX; else 0, 1)."""
+    if not is_keras_distribution(strategy):
+        return 0, 1
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
 def is_chief(strategy) -> bool:
     """Whether this process writes the run directory (always, except non-chief multi-worker tasks)."""
+    if is_keras_distribution(strategy):
+        return process_index_and_count(strategy)[0] == 0
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
@@ -62,16 +108,38 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "chief" or (not has_chief and resolver.task_id == 0)
 
 
+def _scope(strategy):
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def dtype_policy(cfg: Config) -> str:
+    """The Keras dtype policy of ``train.precision`` (``train.mixed_precision: true`` = ``mixed_float16``)."""
+    if cfg.train.precision == "float32" and cfg.train.mixed_precision:
+        return "mixed_float16"
+    return cfg.train.precision
+
+
 # === Model ===
 def build_and_compile(cfg: Config, steps_per_epoch: int, strategy=None) -> keras.Model:
-    """Build the model of ``cfg`` and compile it with its method's loss and optimiser (under ``strategy``)."""
+    """Build the model of ``cfg`` and compile it with its method's loss and optimiser (under ``strategy``).
+
+    The layers are built under ``train.precision``'s dtype policy (mixed precision: float16 or bfloat16
+    compute, float32 variables; Keras wraps the optimiser in loss scaling for ``mixed_float16``); the loss
+    objects are made with float32 and cast the maps to it. ``train.jit_compile`` selects XLA.
+    """
     method = method_for_config(cfg)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = method.build_model(cfg)
-        loss, optimizer = method.loss_and_optimizer(cfg, steps_per_epoch)
-        model.compile(optimizer=optimizer, loss=loss, run_eagerly=cfg.train.run_eagerly)
-        model.optimizer.build(model.trainable_variables)
-    if strategy is not None and strategy.extended._in_multi_worker_mode():
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype_policy(cfg))  # layers compute in it; the losses stay float32
+    try:
+        with _scope(strategy):
+            model = method.build_model(cfg)
+            loss, optimizer = method.loss_and_optimizer(cfg, steps_per_epoch)
+            jit = "auto" if cfg.train.jit_compile is None else cfg.train.jit_compile
+            model.compile(optimizer=optimizer, loss=loss, run_eagerly=cfg.train.run_eagerly, jit_compile=jit)
+            model.optimizer.build(model.trainable_variables)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    if not is_keras_distribution(strategy) and strategy is not None and strategy.extended._in_multi_worker_mode():
         # Keras 3 reduces the per-replica logs with axis=0 under multi-worker collectives, which fails on
         # scalars (tensorflow#72388): hand it (1,) logs, whose cross-replica mean is the scalar we want.
         model.train_step = _vector_logs(model.train_step)
@@ -114,6 +182,23 @@ def make_datasets(cfg: Config, train, val=None, *, seed: int):
     return make(train, True, seed), None if val is None else make(val, False, cfg.train.seed)
 
 
+def _feed_process_share(dataset, strategy):
+    """Under a Keras distribution, simplepose's stream datasets feed this process's rows of each global batch.
+
+    Keras shards every batch a process yields over that process's devices, so with several processes each
+    one yields its own ``1 / process_count`` of the global batch. Ready datasets of the caller pass as they
+    are (they must yield this process's share themselves).
+    """
+    if dataset is None or not hasattr(dataset, "feed_share"):
+        return dataset
+    index, count = process_index_and_count(strategy)
+    try:
+        dataset.feed_share(index, count, replicas=replica_count(strategy))
+    except ValueError as e:  # a validation file smaller than one global batch
+        raise TrainingError(str(e)) from None
+    return dataset
+
+
 def _is_dataset(source) -> bool:
     """A ready dataset (tf.data, PyDataset, iterable of batches) rather than a data file a method opened."""
     return not isinstance(source, OpenedData)
@@ -141,8 +226,9 @@ def fit(cfg: Config, run_dir, train, val=None, *, train_images=None, val_images=
             global batches.
         train_images, val_images: image folders of the top-down JSON files.
         callbacks: extra Keras callbacks.
-        strategy: a ``tf.distribute`` strategy made by the caller (default: ``make_strategy(train.strategy)``;
-            multi-worker strategies must exist before TensorFlow starts, e.g. before building datasets).
+        strategy: a ``tf.distribute`` strategy or (JAX) ``keras.distribution`` made by the caller (default:
+            ``make_strategy(train.strategy)``; multi-worker strategies must exist before TensorFlow or JAX
+            starts, e.g. before building datasets).
 
     Raises:
         TrainingError: bad data file, batch that does not split over the replicas, run dir holding another
@@ -157,17 +243,15 @@ def fit(cfg: Config, run_dir, train, val=None, *, train_images=None, val_images=
     if chief:
         trim_csv(os.path.join(run_dir, CSV_FILE), initial_epoch)
     steps = resolve_steps(cfg, train)
-    previous_policy = keras.config.dtype_policy()
-    if cfg.train.mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
-    try:
-        keras.utils.set_random_seed(cfg.train.seed)
-        model = build_and_compile(cfg, steps, strategy)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    keras.utils.set_random_seed(cfg.train.seed)
+    model = build_and_compile(cfg, steps, strategy)
     # resumed epochs draw new augmentations
     train_ds, val_ds = make_datasets(cfg, train, val, seed=cfg.train.seed + 7919 * initial_epoch)
-    worker = getattr(getattr(strategy, "cluster_resolver", None), "task_id", 0) or 0
+    if is_keras_distribution(strategy):
+        train_ds, val_ds = (_feed_process_share(ds, strategy) for ds in (train_ds, val_ds))
+        worker = process_index_and_count(strategy)[0]
+    else:
+        worker = getattr(getattr(strategy, "cluster_resolver", None), "task_id", 0) or 0
     all_callbacks = make_callbacks(run_dir, chief=chief, validate=val is not None, worker_id=worker)
     if initial_epoch >= cfg.train.epochs:
         LOG.info("%s already holds %d of %d epoch(s): nothing to train", run_dir, initial_epoch, cfg.train.epochs)
@@ -178,8 +262,9 @@ def fit(cfg: Config, run_dir, train, val=None, *, train_images=None, val_images=
         LOG.info("training %s (%d parameters) on %d replica(s), global batch %d, %d steps/epoch, epochs %d..%d",
                  model.name, model.count_params(), replica_count(strategy), cfg.train.batch_size, steps,
                  initial_epoch + 1, cfg.train.epochs)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=steps,
-                        callbacks=all_callbacks + list(callbacks), verbose=verbose, shuffle=False)
+    with _scope(strategy) if is_keras_distribution(strategy) else contextlib.nullcontext():  # shards batches
+        history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=steps,
+                            callbacks=all_callbacks + list(callbacks), verbose=verbose, shuffle=False)
     if chief and os.path.exists(os.path.join(run_dir, CSV_FILE)):
         plot_losses(os.path.join(run_dir, CSV_FILE), os.path.join(run_dir, "losses.png"))
     return history

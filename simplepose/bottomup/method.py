@@ -5,7 +5,7 @@ import os
 
 from simplepose.errors import ConfigError, ModelFileError, TrainingError
 from simplepose.headmeta import HeadMeta
-from simplepose.methods import Method, OpenedData
+from simplepose.methods import Method, OpenedData, pipeline_workers
 
 #: Output stride of both bottom-up networks (the VGG19 trunk's three 2x2 poolings).
 NETWORK_STRIDE = 8
@@ -84,7 +84,8 @@ class BottomUp(Method):
 
         if keras.backend.backend() == "tensorflow":
             return pipeline.build_dataset(data.source, cfg, train=train, global_batch_size=global_batch, seed=seed)
-        return pipeline.build_py_dataset(data.source, cfg, train=train, batch_size=global_batch, seed=seed)
+        return pipeline.build_py_dataset(data.source, cfg, train=train, batch_size=global_batch, seed=seed,
+                                         workers=pipeline_workers(cfg), max_queue_size=max(1, cfg.data.prefetch))
 
     def build_model(self, cfg, *, load_weights: bool = True):
         from simplepose.models.simple_pose_net import SimplePoseNet

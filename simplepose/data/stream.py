@@ -179,15 +179,42 @@ def _stream_dataset_class():
         def __init__(self, stream, batch_size, **kwargs):
             super().__init__(**kwargs)
             self.stream, self.batch_size, self.epoch = stream, int(batch_size), 0
+            self.share, self.full_batches = (0, 1), False
+
+        def feed_share(self, index: int, count: int, replicas: int = 1):
+            """Yield process ``index``'s rows of each global batch, for data-parallel steps over ``replicas``.
+
+            Of ``count`` processes each renders ``B / count`` consecutive rows of every global batch
+            (together, the very batches of one process). Batches must split evenly over the replicas, so
+            with more than one, a validation pass leaves out its final partial batch (logged).
+            """
+            if self.batch_size % count or self.batch_size % replicas:
+                raise ValueError(f"batch size {self.batch_size} does not split evenly over {count} processes "
+                                 f"and {replicas} replicas")
+            self.share, self.full_batches = (int(index), int(count)), replicas > 1
+            dropped = self.stream.num_samples - len(self) * self.batch_size
+            if not self.stream.train and self.full_batches and dropped:
+                LOG.info("validation: the last %d of %d samples are left out (a partial batch does not split "
+                         "over %d replicas)", dropped, self.stream.num_samples, replicas)
+            if not len(self):
+                raise ValueError(f"{self.stream.num_samples} validation samples: fewer than one batch of "
+                                 f"{self.batch_size}, which {replicas} replicas need")
 
         def __len__(self):
+            if self.full_batches and not self.stream.train:
+                return self.stream.num_samples // self.batch_size
             return self.stream.num_batches(self.batch_size)
 
         def __getitem__(self, i):
             if not 0 <= i < len(self):
                 raise IndexError(f"batch {i} out of range for {len(self)} batches")
             k = self.epoch * len(self) + i if self.stream.train else i
-            return self.stream.pack(self.stream.batch(k, self.batch_size))
+            index, count = self.share
+            if count == 1:
+                return self.stream.pack(self.stream.batch(k, self.batch_size))
+            rows = self.batch_size // count
+            start = k * self.batch_size + index * rows
+            return self.stream.pack(self.stream.render(self.stream.elements(start, start + rows)))
 
         def on_epoch_end(self):
             self.epoch += 1

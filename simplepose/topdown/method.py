@@ -5,7 +5,7 @@ import os
 
 from simplepose.errors import ConfigError, DataError, ModelFileError, TrainingError
 from simplepose.headmeta import HeadMeta
-from simplepose.methods import Method, OpenedData
+from simplepose.methods import Method, OpenedData, pipeline_workers
 
 #: Output stride of both top-down backbones (ResNet-50 C5 and the tiny trunk); each deconvolution halves it.
 BACKBONE_STRIDE = 32
@@ -88,7 +88,8 @@ class TopDown(Method):
         if keras.backend.backend() == "tensorflow":
             return build_topdown_dataset(data.source, global_batch, num_workers=cfg.data.workers,
                                          prefetch=cfg.data.prefetch, **kwargs)
-        return topdown_py_dataset(data.source, global_batch, **kwargs)
+        return topdown_py_dataset(data.source, global_batch, workers=pipeline_workers(cfg),
+                                  max_queue_size=max(1, cfg.data.prefetch), **kwargs)
 
     def build_model(self, cfg, *, load_weights: bool = True):
         from simplepose.models.topdown_net import build_topdown_network
