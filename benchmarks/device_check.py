@@ -40,7 +40,6 @@ if "--no-tensorflow" in sys.argv:
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 from simplepose import cli  # noqa: E402
 
@@ -283,8 +282,18 @@ def inference(args) -> dict:
     return out
 
 
+def _benchmark_module(name):
+    """A sibling benchmark script as a module (the benchmarks folder is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def learn(args, out_dir) -> dict:
-    import learn_coco_mini
+    learn_coco_mini = _benchmark_module("learn_coco_mini")
 
     # an accelerator runs 100 steps in seconds: 500 per evaluation keeps the evaluations a small share
     overrides = ["train.epochs=1", "train.steps_per_epoch=5", "data.input_size=96"] if args.smoke else \
