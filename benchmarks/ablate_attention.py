@@ -16,8 +16,8 @@ folder under ``OUT/runs``; a finished run's ``metrics.json`` is reused, so an in
 continues where it stopped. The synthetic data is generated under ``OUT/data`` unless ``--train-dir`` and
 ``--val-dir`` give it. The last stdout line is one JSON object of figures.
 
-With configs/topdown_small_synthetic.yaml (1500 steps of 16 crops per run) the 15 runs took 29 CPU-minutes,
-55 min wall on the shared 2-core machine under a load average of 9-21.
+With configs/topdown_small_synthetic.yaml (2000 steps of 16 crops per run) a run took 2.0-2.7 CPU-minutes
+on the shared 2-core machine (load average 2-15); see the config for the probes behind that budget.
 
 Examples:
     python benchmarks/ablate_attention.py --out /tmp/ablation

@@ -231,6 +231,8 @@ class TopDownConfig:
     flip_prob: float = 0.5
     #: ``resnet50`` (keras.applications layout; ``model.backbone_weights`` applies) or ``tiny`` (tests, smoke runs).
     backbone: str = "resnet50"
+    #: Channels of the tiny trunk's five stride-2 conv/BN/ReLU layers (output stride 32; ``tiny`` only).
+    tiny_widths: tuple[int, ...] = (8, 16, 16, 32, 32)
     #: L2 penalty on conv and deconv kernels (Keras ``L2`` coefficient; slim's 1e-5 * sum(w^2) / 2).
     weight_decay: float = 5e-6
     #: Step decay of the learning rate: multiply by ``lr_decay_factor`` at each of these epochs.

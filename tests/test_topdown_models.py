@@ -189,6 +189,23 @@ def test_model_save_load_same_outputs(tmp_path):
     np.testing.assert_allclose(loaded(x)["heatmaps"], model(x)["heatmaps"], rtol=1e-5, atol=1e-6)
 
 
+def test_tiny_widths_set_the_trunk_and_survive_save_load(tmp_path):
+    widths = (4, 8, 8, 16, 24)
+    cfg = load_config(overrides=["model.architecture=topdown", "data.stride=4", "topdown.backbone=tiny",
+                                 "topdown.input_shape=[64,64]",
+                                 "topdown.deconv_filters=8", f"topdown.tiny_widths={list(widths)}"])
+    model = build_model(cfg)
+    trunk = sum(conv(3, cin, cout, bias=False) + bn(cout) for cin, cout in zip((3,) + widths[:-1], widths))
+    base = build_model(cfg.with_overrides(["topdown.tiny_widths=[8,16,16,32,32]"]))
+    default = sum(conv(3, cin, cout, bias=False) + bn(cout) for cin, cout in zip((3,) + TINY_WIDTHS[:-1], TINY_WIDTHS))
+    # Only the trunk and the first deconvolution (its input channels) differ.
+    assert model.count_params() - base.count_params() == trunk - default + 16 * 8 * (widths[-1] - TINY_WIDTHS[-1])
+    model.save(tmp_path / "w.keras")
+    assert keras.saving.load_model(tmp_path / "w.keras").tiny_widths == widths
+    with pytest.raises(Exception, match="tiny_widths"):
+        cfg.with_overrides(["topdown.tiny_widths=[8,16]"])
+
+
 def test_visibility_weighted_mse_matches_hand_computation():
     rng = np.random.default_rng(8)
     pred, target = rng.normal(size=(2, 4, 3, K)), rng.uniform(size=(2, 4, 3, K))

@@ -6,8 +6,8 @@ from keras import layers
 
 from simplepose.headmeta import HeadMeta
 from simplepose.models.attention import HolisticAttention, PartwiseAttention
-from simplepose.models.resnet_deconv import (add_kernel_decay, deconv_head, heatmap_conv, load_resnet50_weights,
-                                             resnet50_backbone, tiny_backbone)
+from simplepose.models.resnet_deconv import (TINY_WIDTHS, add_kernel_decay, deconv_head, heatmap_conv,
+                                             load_resnet50_weights, resnet50_backbone, tiny_backbone)
 from simplepose.models.vgg_backbone import CAFFE_BGR_MEAN, BackboneWeightsError, CaffePreprocess
 
 BACKBONES = ("resnet50", "tiny")
@@ -31,6 +31,7 @@ class TopDownNet(keras.Model):
         attention_kernel: ``crf`` or ``softmax``.
         crf_iterations, crf_kernel_size: mean-field iterations and pairwise kernel size of the CRF.
         weight_decay: L2 coefficient on conv and deconv kernels.
+        tiny_widths: channels of the tiny trunk's stride-2 layers (``tiny`` only; five keep its stride 32).
         head_meta: the model's head contract (a ``simplepose.headmeta.HeadMeta`` or its dict), stored in
             the config so that a saved ``.keras`` file carries it.
 
@@ -41,7 +42,7 @@ class TopDownNet(keras.Model):
 
     def __init__(self, num_keypoints, input_shape=(256, 192), backbone="resnet50", num_deconv=3,
                  deconv_filters=256, attention="none", attention_kernel="crf", crf_iterations=3, crf_kernel_size=3,
-                 weight_decay=0.0, head_meta=None, **kwargs):
+                 weight_decay=0.0, head_meta=None, tiny_widths=TINY_WIDTHS, **kwargs):
         input_shape = tuple(int(v) for v in input_shape)
         if any(v % 32 for v in input_shape):
             raise ValueError(f"top-down input_shape={input_shape}: both sides must be multiples of 32")
@@ -56,7 +57,7 @@ class TopDownNet(keras.Model):
             add_kernel_decay(net, weight_decay)
             c5 = net(x)
         else:
-            c5 = tiny_backbone(x)
+            c5 = tiny_backbone(x, tuple(int(w) for w in tiny_widths))
         deconvs = deconv_head(c5, num_deconv, deconv_filters, weight_decay)
         features = deconvs[-1]
         if attention != "none":
@@ -81,6 +82,7 @@ class TopDownNet(keras.Model):
         self.crf_iterations = crf_iterations
         self.crf_kernel_size = crf_kernel_size
         self.weight_decay = weight_decay
+        self.tiny_widths = tuple(int(w) for w in tiny_widths)
         self.head_meta = HeadMeta.coerce(head_meta)
 
     def get_config(self):
@@ -89,6 +91,7 @@ class TopDownNet(keras.Model):
                 "deconv_filters": self.deconv_filters, "attention": self.attention,
                 "attention_kernel": self.attention_kernel, "crf_iterations": self.crf_iterations,
                 "crf_kernel_size": self.crf_kernel_size, "weight_decay": self.weight_decay,
+                "tiny_widths": list(self.tiny_widths),
                 "head_meta": None if self.head_meta is None else self.head_meta.to_dict()}
 
     @classmethod
@@ -111,9 +114,10 @@ def load_backbone_weights(model: TopDownNet, weights: str) -> None:
 
 def build_topdown_network(num_keypoints, input_shape=(256, 192), backbone="resnet50", backbone_weights="none",
                           num_deconv=3, deconv_filters=256, attention="none", attention_kernel="crf",
-                          crf_iterations=3, crf_kernel_size=3, weight_decay=0.0, head_meta=None) -> TopDownNet:
+                          crf_iterations=3, crf_kernel_size=3, weight_decay=0.0, head_meta=None,
+                          tiny_widths=TINY_WIDTHS) -> TopDownNet:
     """A :class:`TopDownNet` with its backbone weights loaded (narrow arguments; see ``TopDownConfig``)."""
     model = TopDownNet(num_keypoints, input_shape, backbone, num_deconv, deconv_filters, attention, attention_kernel,
-                       crf_iterations, crf_kernel_size, weight_decay, head_meta=head_meta)
+                       crf_iterations, crf_kernel_size, weight_decay, head_meta=head_meta, tiny_widths=tiny_widths)
     load_backbone_weights(model, backbone_weights)
     return model

@@ -37,6 +37,9 @@ class TopDown(Method):
         if len(td.input_shape) != 2 or any(v <= 0 or v % BACKBONE_STRIDE for v in td.input_shape):
             raise ConfigError(f"topdown.input_shape={list(td.input_shape)}: need [height, width], both positive "
                               f"multiples of {BACKBONE_STRIDE}")
+        if len(td.tiny_widths) != 5 or any(int(w) < 1 for w in td.tiny_widths):
+            raise ConfigError(f"topdown.tiny_widths={list(td.tiny_widths)}: need 5 positive channel counts (one "
+                              f"per stride-2 layer of the tiny trunk, stride {BACKBONE_STRIDE})")
 
     def head_meta(self, cfg) -> HeadMeta:
         k = cfg.skeleton.num_keypoints
@@ -100,7 +103,7 @@ class TopDown(Method):
             backbone_weights=cfg.model.backbone_weights if load_weights else "none", num_deconv=td.num_deconv,
             deconv_filters=td.deconv_filters, attention=td.attention, attention_kernel=td.attention_kernel,
             crf_iterations=td.crf_iterations, crf_kernel_size=td.crf_kernel_size, weight_decay=td.weight_decay,
-            head_meta=self.head_meta(cfg))
+            tiny_widths=td.tiny_widths, head_meta=self.head_meta(cfg))
 
     def loss_and_optimizer(self, cfg, steps_per_epoch: int) -> tuple:
         from simplepose.losses import VisibilityWeightedMSE
