@@ -247,7 +247,7 @@ def _quantize_onnx(src: str, dst: str, batches) -> str:
     import onnxruntime as ort
 
     name = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    prepared = src.replace(".onnx", "_prep.onnx")
+    prepared = os.path.splitext(src)[0] + "_prep.onnx"  # beside src (its folder name may hold ".onnx" too)
     try:
         quant_pre_process(src, prepared, skip_symbolic_shape=True)
         quantize_static(prepared, dst, Reader(name), quant_format=QuantFormat.QDQ, per_channel=True,
