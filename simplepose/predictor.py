@@ -30,6 +30,9 @@ class Predictor(abc.ABC):
         skeleton: the keypoint layout of the poses it returns.
         meta: the model's ``HeadMeta`` (None for a predictor built around a bare network).
         last_timings: ms per stage (``network``, ``resize``, ``decode``, ...) of the last :meth:`predict`.
+        takes_boxes: :meth:`predict` finds people inside given person boxes (top-down; without boxes the whole
+            image is one box) rather than finding them itself (bottom-up, or top-down refining its own
+            bottom-up proposals).
 
     Example:
         >>> predictor = Predictor.from_file("runs/vgg19_368/model.keras")
@@ -40,6 +43,7 @@ class Predictor(abc.ABC):
     skeleton = None
     meta = None
     last_timings: dict = {}
+    takes_boxes: bool = False
 
     @abc.abstractmethod
     def predict(self, image, boxes=None, box_scores=None) -> list:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from simplepose.bottomup.oracle import oracle_image
-from simplepose.commands import demo, evaluate
+from simplepose.commands import demo, evaluate, main
 from simplepose.config import TopDownConfig, load_config
 from simplepose.errors import ConfigError
 from simplepose.methods import get_method
@@ -16,6 +16,9 @@ from simplepose.skeleton import UPRIGHT_POSE, get_skeleton
 from simplepose.topdown.data import render_heatmaps
 from simplepose.topdown.hybrid import HybridPredictor, pose_boxes
 from simplepose.topdown.predictor import TopDownPredictor
+from simplepose.tracking import PoseTracker
+from simplepose.video import process_video
+from simplepose.video.sources import Frame, FrameSource
 
 COCO17 = get_skeleton("coco17")
 CROP = (256, 192)
@@ -139,6 +142,34 @@ def test_duplicate_proposals_of_one_person_are_suppressed():
     assert len(hybrid.last_boxes) == 4 and len(poses) == 3
 
 
+class _Frames(FrameSource):
+    """The same image ``count`` times, as a video source."""
+
+    def __init__(self, image, count):
+        super().__init__()
+        self.image, self.num_frames = image, count
+        self.size = (image.shape[1], image.shape[0])
+
+    def frames(self):
+        for i in range(self.num_frames):
+            yield Frame(i, i / self.fps, self.image.copy())
+
+
+def test_video_frames_are_refined_from_the_proposals_not_the_whole_frame(tmp_path):
+    """Through the video runner a hybrid predictor proposes its own boxes (it refuses given ones): every frame
+    has its three people, tracked under three ids once ``min_hits`` frames have matched."""
+    people = _people()
+    hybrid = HybridPredictor(_topdown(), OracleBottomUp(people))
+    assert not hybrid.takes_boxes and hybrid.topdown.takes_boxes
+    js = tmp_path / "poses.jsonl"
+    summary = process_video(hybrid, _Frames(_image(people), 5), json_path=js, progress=False,
+                            tracker=PoseTracker(COCO17.sigmas))
+    lines = [json.loads(line) for line in js.read_text().splitlines()]
+    assert summary.frames == len(lines) == 5 and all(len(line["poses"]) == 3 for line in lines)
+    assert sorted(pose["track_id"] for pose in lines[-1]["poses"]) == [1, 2, 3]
+    assert {"proposal_decode", "crop", "network"} <= set(summary.stage_ms)  # both models timed per frame
+
+
 def test_flip_test_crops_go_through_with_the_plain_ones_in_one_call():
     people = _people()
     topdown = _topdown(flip_test=True)
@@ -171,6 +202,13 @@ def test_commands_take_boxes_from_a_bottomup_model(runs, synthetic_coco, tmp_pat
     assert demo.main(["--weights", topdown, "--boxes-from", bottomup, "--image", str(image),
                       "--out", str(png)]) == 0, capsys.readouterr().err
     assert png.exists() and "whole image" not in capsys.readouterr().out
+    frames, js = tmp_path / "frames", tmp_path / "video.jsonl"
+    frames.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(frames / f"{i}.png"), cv2.imread(str(image)))
+    assert main(["video", "--weights", topdown, "--boxes-from", bottomup, "--source", str(frames), "--json", str(js),
+                 "--no-progress"]) == 0, capsys.readouterr().err
+    assert len(js.read_text().splitlines()) == 2 and "proposal_network" in capsys.readouterr().out
     # the wrong way round, or a top-down model as the proposer: one line each
     for weights, boxes_from in ((bottomup, topdown), (topdown, topdown)):
         assert evaluate.main(["--weights", weights, "--boxes-from", boxes_from, "--annotations", ann,

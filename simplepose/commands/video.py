@@ -9,6 +9,7 @@ Example:
         --json walk_poses.jsonl
     simplepose video --weights model.onnx --source 'frames/*.png' --fps 30 --out frames.mp4
     simplepose video --weights model.keras --source 0 --out webcam.mp4 --limit 300
+    simplepose video --weights topdown.keras --boxes-from bottomup.onnx --source walk.mp4 --out walk.mp4
 """
 from simplepose import cli
 
@@ -21,6 +22,8 @@ def parse_args(argv, prog=None):
                         help="video file, image folder, quoted glob pattern, or webcam index (0, 1, ...)")
     parser.add_argument("--out", metavar="OUT.mp4", help="annotated video (.mp4 or .avi)")
     parser.add_argument("--json", metavar="OUT.jsonl", help="also write one JSON line of poses per frame")
+    parser.add_argument("--boxes-from", metavar="BOTTOMUP_MODEL", help="top-down models: boxes around the people "
+                        "a bottom-up model finds in each frame (any saved format; default: the whole frame)")
     parser.add_argument("--fps", type=float, help="frame rate of an image folder (default 25)")
     parser.add_argument("--limit", type=int, metavar="N", help="stop after N frames")
     parser.add_argument("--no-tracking", action="store_true", help="no track ids (and no smoothing)")
@@ -39,7 +42,7 @@ def parse_args(argv, prog=None):
 def main(argv=None, prog=None) -> int:
     args = parse_args(argv, prog)
     cli.setup_logging(args.log_level)
-    from simplepose.predictor import load_predictor
+    from simplepose.jobs import open_predictor
     from simplepose.tracking import PoseTracker, SmoothingSettings, TrackerSettings
     from simplepose.video import check_output_path, open_source, process_video
 
@@ -56,8 +59,8 @@ def main(argv=None, prog=None) -> int:
         raise cli.UserError(str(e)) from None
     source = open_source(args.source, fps=args.fps)
     try:
-        predictor = load_predictor(args.weights, config=args.config, overrides=args.overrides, scales=args.scales,
-                                   flip=args.flip)
+        predictor = open_predictor(args.weights, boxes_from=args.boxes_from, config=args.config,
+                                   overrides=args.overrides, scales=args.scales, flip=args.flip)
     except BaseException:
         source.close()
         raise

@@ -69,12 +69,14 @@ class HybridPredictor(Predictor):
         >>> poses = hybrid.predict(cv2.imread("people.jpg"))
     """
 
+    takes_boxes = False  # it proposes its own
+
     def __init__(self, topdown: Predictor, bottomup: Predictor, *, margin: float = DEFAULT_MARGIN,
                  min_keypoints: int = 2, proposal_scores: bool = False):
-        if not _takes_boxes(topdown):
+        if not topdown.takes_boxes:
             raise ConfigError("refining bottom-up proposals needs a top-down model (one that takes person boxes) "
                               "as the refining model")
-        if _takes_boxes(bottomup):
+        if bottomup.takes_boxes:
             raise ConfigError("the proposals must come from a model that finds people itself (bottom-up), not "
                               "from one that needs person boxes")
         if margin < 0 or min_keypoints < 1:
@@ -101,11 +103,11 @@ class HybridPredictor(Predictor):
         from simplepose.predictor import load_predictor
 
         topdown = load_predictor(topdown_path, config=config, overrides=overrides, flip=flip)
-        if not _takes_boxes(topdown):
+        if not topdown.takes_boxes:
             raise ConfigError(f"{topdown_path}: not a top-down model (it finds people itself); bottom-up "
                               "proposals are refined by a model that takes person boxes")
         bottomup = load_predictor(bottomup_path, overrides=overrides, scales=scales, flip=flip)
-        if _takes_boxes(bottomup):
+        if bottomup.takes_boxes:
             raise ConfigError(f"{bottomup_path}: a top-down model needs person boxes itself; proposals come from "
                               "a bottom-up model")
         return cls(topdown, bottomup, **kwargs)
@@ -133,12 +135,3 @@ class HybridPredictor(Predictor):
         poses = self.topdown.predict(image, boxes, scores) if len(boxes) else []
         self.last_timings = dict(timings, **(self.topdown.last_timings if len(boxes) else {}))
         return poses
-
-
-def _takes_boxes(predictor) -> bool:
-    from simplepose.methods import get_method
-
-    from simplepose.topdown.predictor import TopDownPredictor
-
-    meta = getattr(predictor, "meta", None)
-    return isinstance(predictor, TopDownPredictor) if meta is None else get_method(meta.method).takes_boxes

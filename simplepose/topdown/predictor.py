@@ -138,6 +138,8 @@ class TopDownPredictor(Predictor):
     After each :meth:`predict`, ``last_timings`` holds ms spent in ``crop``, ``network`` and ``decode``.
     """
 
+    takes_boxes = True
+
     def __init__(self, model, skeleton, *, stride: int = 4, params=None, meta=None, batch_size: int = 64):
         from simplepose.config import TopDownConfig
 

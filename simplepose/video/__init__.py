@@ -108,7 +108,7 @@ class _Run:
         self.frames_in, self.frames_out = queue.Queue(queue_size), queue.Queue(queue_size)
         self.stop, self.errors = threading.Event(), []
         self.timer, self.write_timer = StageTimer(), StageTimer()
-        self.whole_frame = _takes_boxes(predictor)
+        self.whole_frame = predictor.takes_boxes
         self.people = 0
 
     def execute(self, limit, progress) -> VideoSummary:
@@ -229,12 +229,3 @@ class _Run:
                             self.src.size, list(self.src.skipped), self.src.ended_early, interrupted,
                             self.video and self.video.path, self.lines and self.lines.path,
                             self.video and self.video.fourcc)
-
-
-def _takes_boxes(predictor) -> bool:
-    """Whether the predictor's method takes person boxes (then the whole frame is its one box)."""
-    if getattr(predictor, "meta", None) is None:
-        return False
-    from simplepose.methods import get_method
-
-    return bool(get_method(predictor.meta.method).takes_boxes)
