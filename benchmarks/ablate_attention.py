@@ -16,8 +16,9 @@ folder under ``OUT/runs``; a finished run's ``metrics.json`` is reused, so an in
 continues where it stopped. The synthetic data is generated under ``OUT/data`` unless ``--train-dir`` and
 ``--val-dir`` give it. The last stdout line is one JSON object of figures.
 
-With configs/topdown_small_synthetic.yaml (2000 steps of 16 crops per run) a run took 2.0-2.7 CPU-minutes
-on the shared 2-core machine (load average 2-15); see the config for the probes behind that budget.
+With configs/topdown_small_synthetic.yaml (2000 steps of 16 crops per run) the whole ablation (5 variants x
+3 seeds) took 38.2 min wall on the 2-core machine (runs of 1.3-3.5 min; load average 2-5); see the config
+for the probes behind that budget.
 
 Examples:
     python benchmarks/ablate_attention.py --out /tmp/ablation
