@@ -112,6 +112,21 @@ def find(m, threshold=0.1, refine=True, log_fit=True):
     return out[:n]
 
 
+def test_find_peaks_all_is_find_peaks_per_channel():
+    rng = np.random.default_rng(5)
+    maps = rng.random((13, 16, 5)).astype(np.float32)
+    maps[4, 6:8, 1] = 1.5  # a plateau
+    maps[0, 0, 2] = 1.2  # a corner peak
+    peaks, offsets, above, above_offsets = kernels.find_peaks_all(maps, 4, 0.4, True, True)
+    expected = np.concatenate([find(maps[:, :, t], 0.4)[:, :3] for t in range(4)])
+    np.testing.assert_array_equal(peaks[:, :3], expected)
+    assert offsets.tolist() == [0] + np.cumsum([len(find(maps[:, :, t], 0.4)) for t in range(4)]).tolist()
+    assert peaks[:, 3].tolist() == np.repeat(np.arange(4), np.diff(offsets)).tolist()
+    for t in range(4):  # the cells above the threshold, in raster order
+        np.testing.assert_array_equal(above[above_offsets[t]:above_offsets[t + 1]],
+                                      np.flatnonzero(maps[:, :, t].astype(np.float64) > 0.4))
+
+
 def test_plateau_gives_one_peak_and_border_peaks_count():
     m = np.zeros((6, 7), np.float32)
     m[2, 2:4] = 0.8  # horizontal plateau
@@ -294,8 +309,7 @@ m[5, 5:7] = 2.0  # a plateau
 out = np.zeros((m.size, 4), np.float32)
 n = kernels.find_peaks(m, 0.5, True, True, 2, out, 0)
 maps = rng.random((9, 11, 4)).astype(np.float32)  # non-contiguous channel slices
-out_all = np.zeros((200, 4), np.float32)
-n_all = kernels.find_peaks_all(maps, 3, 0.3, True, True, out_all)
+peaks_all, off_all, above, above_off = kernels.find_peaks_all(maps, 3, 0.3, True, True)
 peaks = out[:n].copy()
 peaks[:, 3] = np.arange(n) % 3
 peaks = peaks[np.argsort(peaks[:, 3], kind="stable")]
@@ -316,12 +330,9 @@ from simplepose.decode import completion, split_peaks
 pf, sf = pm[:nm].copy(), sm[:nm].copy()
 n_fill = completion.fill_missing(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0, 2]]),
                                  np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), 2, pf, sf, nm)
-grouped = out_all[:n_all]
-off_all = np.searchsorted(grouped[:, 3], [0, 1, 2, 3])
-split = np.zeros((200, 4), np.float32)
-n_split = split_peaks.find_split_peaks_all(maps, grouped, off_all, 0.3, 0.05, True, split)
-res = {"peaks": peaks.tolist(), "peaks_all": out_all[:n_all].tolist(), "conns": conns.tolist(),
-       "fill": [n_fill, pf.tolist(), sf.tolist()], "split": split[:n_split].tolist(),
+split, off_split = split_peaks.add_split_peaks(maps, peaks_all, off_all, above, above_off, 0.3, 0.05, True)
+res = {"peaks": peaks.tolist(), "peaks_all": peaks_all.tolist(), "conns": conns.tolist(),
+       "fill": [n_fill, pf.tolist(), sf.tolist()], "split": split.tolist(), "split_offsets": off_split.tolist(),
        "merge": [pm[:nm].tolist(), sm[:nm].tolist()],
        "published": [pp[:npub].tolist(), sp[:npub].tolist()],
        "bilinear": float(kernels.bilinear(limb, 3.3, 7.9)),
@@ -341,7 +352,8 @@ def _run_kernels(disable_jit: bool) -> dict:
 def test_numba_kernels_match_plain_python():
     jit, plain = _run_kernels(False), _run_kernels(True)
     assert len(plain["peaks"]) > 10 and len(plain["conns"]) > 3 and len(plain["merge"][0]) > 1
-    assert plain["fill"][0] > 0 and len(plain["split"]) > 0
+    assert plain["fill"][0] > 0 and len(plain["split"]) > len(plain["peaks_all"])
+    assert jit["split_offsets"] == plain["split_offsets"]
     for key in ("peaks", "peaks_all", "conns", "bilinear", "segment", "split"):
         np.testing.assert_allclose(np.asarray(jit[key], float), np.asarray(plain[key], float), rtol=1e-5, atol=1e-6)
     for key in ("merge", "published", "fill"):

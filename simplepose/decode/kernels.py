@@ -244,18 +244,57 @@ def score_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count
 
 
 @njit(cache=True, nogil=True)
-def find_peaks_all(maps, num_types, threshold, refine, log_fit, out):
-    """:func:`find_peaks` over the first ``num_types`` channels; rows come out grouped by type.
+def find_peaks_all(maps, num_types, threshold, refine, log_fit):
+    """:func:`find_peaks` over the first ``num_types`` channels, in one pass over ``maps`` in memory order.
+
+    The pass visits every value once and keeps the cells above ``threshold``; the 3x3 NMS and the
+    refinement then run on those cells only (a crowded image has a few hundred of ``h * w * num_types``).
 
     Returns:
-        the number of rows used in ``out``.
+        ``(peaks, offsets, above, above_offsets)``: peak rows ``[x, y, score, type]``, type t in rows
+        ``offsets[t]:offsets[t + 1]`` in raster order (as :func:`find_peaks` per channel), and the cells above
+        ``threshold`` as flat indices ``r * w + c``, grouped by type the same way (for ``split_peaks``).
 
-    Shapes: ``maps (h, w, C >= num_types)``; ``out (P, 4)`` float32.
+    Shapes: ``maps (h, w, C >= num_types)`` -> ``peaks (P, 4)`` float32, ``offsets (num_types + 1,)`` int64,
+    ``above (M,)`` int64, ``above_offsets (num_types + 1,)`` int64.
     """
+    h, w = maps.shape[0], maps.shape[1]
+    keys = np.empty(h * w * num_types, dtype=np.int64)  # cells above threshold: type * h * w + r * w + c
+    above_offsets = np.zeros(num_types + 1, dtype=np.int64)
+    n = 0
+    for r in range(h):
+        for c in range(w):
+            for t in range(num_types):
+                if maps[r, c, t] > threshold:
+                    keys[n] = t * h * w + r * w + c
+                    above_offsets[t + 1] += 1
+                    n += 1
+    for t in range(num_types):
+        above_offsets[t + 1] += above_offsets[t]
+    above = np.empty(n, dtype=np.int64)  # a stable counting sort by type keeps the raster order within a type
+    fill = above_offsets[:-1].copy()
+    for i in range(n):
+        t = keys[i] // (h * w)
+        above[fill[t]] = keys[i] - t * h * w
+        fill[t] += 1
+    peaks = np.empty((n, 4), dtype=np.float32)
+    offsets = np.zeros(num_types + 1, dtype=np.int64)
     count = 0
     for t in range(num_types):
-        count = find_peaks(maps[:, :, t], threshold, refine, log_fit, t, out, count)
-    return count
+        m = maps[:, :, t]
+        for i in range(above_offsets[t], above_offsets[t + 1]):
+            r, c = above[i] // w, above[i] % w
+            v = m[r, c]
+            if not _is_peak(m, r, c, v):
+                continue
+            dx, dy = subpixel_offset(m, r, c, log_fit) if refine else (0.0, 0.0)
+            peaks[count, PEAK_X] = c + dx
+            peaks[count, PEAK_Y] = r + dy
+            peaks[count, PEAK_SCORE] = v
+            peaks[count, PEAK_TYPE] = t
+            count += 1
+        offsets[t + 1] = count
+    return peaks[:count], offsets, above, above_offsets
 
 
 @njit(cache=True, nogil=True)
