@@ -51,8 +51,9 @@ def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose
                                     refine=params.peak_refine, smoothing=params.peak_smoothing,
                                     max_peaks=params.max_peaks, split_margin=params.peak_split_margin)
     gp = grouping_params(params)
-    conns = score_connections(limb_maps, peaks, offsets, skeleton.limbs, gp)
-    parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, skeleton.limbs)
+    limbs = np.asarray(skeleton.limbs, np.int64).reshape(-1, 2)
+    conns = score_connections(limb_maps, peaks, offsets, limbs, gp)
+    parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, limbs)
     scores = None
     if gp.mode == "improved":
         owners = fragment_owners(peaks, parts, stats, gp, skeleton.reach)

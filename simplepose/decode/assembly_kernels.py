@@ -240,3 +240,51 @@ def assemble_published(peaks, conns, len_rate, tolerance, parts, stats):
             limb_scores[n, tb] = s
             n = _new_person(parts, stats, n, a, ta, b, tb, s, length, peaks)
     return n
+
+
+@njit(cache=True, nogil=True)
+def add_singletons(peaks, parts, stats):
+    """``parts`` and ``stats`` plus, in peak order, a one-keypoint person for every peak nobody holds (total: its
+    score, count 1, longest limb 0).
+
+    Shapes: ``peaks (P, 4)``, ``parts (N, K)`` int32, ``stats (N, 3)`` -> ``(N + F, K)`` int32, ``(N + F, 3)``.
+    """
+    held = np.zeros(peaks.shape[0], dtype=np.bool_)
+    for r in range(parts.shape[0]):
+        for t in range(parts.shape[1]):
+            if parts[r, t] >= 0:
+                held[parts[r, t]] = True
+    n = parts.shape[0]
+    free = peaks.shape[0] - np.count_nonzero(held)
+    out_parts = np.full((n + free, parts.shape[1]), -1, dtype=np.int32)
+    out_stats = np.zeros((n + free, 3))
+    out_parts[:n] = parts
+    out_stats[:n] = stats
+    for p in range(peaks.shape[0]):
+        if not held[p]:
+            out_parts[n, int(peaks[p, PEAK_TYPE])] = p
+            out_stats[n, 0] = peaks[p, PEAK_SCORE]
+            out_stats[n, 1] = 1.0
+            n += 1
+    return out_parts, out_stats
+
+
+@njit(cache=True, nogil=True)
+def keypoint_shares(peaks, parts, shared):
+    """Every person's keypoint scores (0 where absent); with ``shared``, a peak that n people hold counts 1/n in each.
+
+    Shapes: ``peaks (P, 4)``, ``parts (N, K)`` int32 -> ``(N, K)`` float64.
+    """
+    holders = np.zeros(peaks.shape[0], dtype=np.int64)
+    if shared:
+        for r in range(parts.shape[0]):
+            for t in range(parts.shape[1]):
+                if parts[r, t] >= 0:
+                    holders[parts[r, t]] += 1
+    out = np.zeros(parts.shape)
+    for r in range(parts.shape[0]):
+        for t in range(parts.shape[1]):
+            i = parts[r, t]
+            if i >= 0:
+                out[r, t] = np.float64(peaks[i, PEAK_SCORE]) / max(holders[i], 1)
+    return out

@@ -52,9 +52,9 @@ def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams):
         raise ValueError(f"expected (h, w, {len(limbs)}) limb maps, got {limb_maps.shape}")
     kparams = limb_test_params(params, limb_maps.shape[0])
     counts = np.diff(offsets)
-    capacity = int(sum(min(counts[a], counts[b]) for a, b in limbs))
-    out = np.zeros((capacity, 6), dtype=np.float32)
-    n = kernels.score_all_limbs(limb_maps, peaks, offsets, np.asarray(limbs, np.int64).reshape(-1, 2), kparams, out)
+    limbs = np.asarray(limbs, np.int64).reshape(-1, 2)
+    out = np.zeros((int(np.minimum(counts[limbs[:, 0]], counts[limbs[:, 1]]).sum()), 6), dtype=np.float32)
+    n = kernels.score_all_limbs(limb_maps, peaks, offsets, limbs, kparams, out)
     return out[:n]
 
 
@@ -91,7 +91,7 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
     if params.mode == "improved":
         _complete(peaks, parts, stats, params, limb_maps, offsets, limbs)
     if params.min_keypoints <= 1:
-        parts, stats = _add_singletons(peaks, parts, stats)
+        parts, stats = assembly_kernels.add_singletons(peaks, np.ascontiguousarray(parts), stats)
     count = stats[:, 1]
     keep = (count >= max(params.min_keypoints, 1)) & (stats[:, 0] >= params.min_mean_score * np.maximum(count, 1))
     return parts[keep], stats[keep]
@@ -107,17 +107,6 @@ def _complete(peaks, parts, stats, params: GroupingParams, limb_maps, offsets, l
     completion.fill_missing(limb_maps, peaks, np.asarray(offsets, np.int64), np.asarray(limbs, np.int64).reshape(-1, 2),
                             limb_test_params(params, limb_maps.shape[0]), max(int(params.fill_min_keypoints), 1),
                             parts, stats, len(parts))
-
-
-def _add_singletons(peaks, parts, stats):
-    """Every peak no person holds becomes a one-keypoint person (total = its score)."""
-    held = np.zeros(len(peaks), dtype=bool)
-    held[parts[parts >= 0]] = True
-    free = np.flatnonzero(~held)
-    extra = np.full((len(free), parts.shape[1]), -1, dtype=np.int32)
-    extra[np.arange(len(free)), peaks[free, kernels.PEAK_TYPE].astype(int)] = free
-    extra_stats = np.stack([peaks[free, kernels.PEAK_SCORE], np.ones(len(free)), np.zeros(len(free))], axis=1)
-    return np.concatenate([parts, extra]), np.concatenate([stats, extra_stats])
 
 
 def fragment_owners(peaks, parts, stats, params: GroupingParams, reach):
@@ -141,14 +130,12 @@ def person_scores(peaks, parts, stats, params: GroupingParams, owners=None) -> n
 
     Shapes: ``peaks (P, 4)``, ``parts (N, K)``, ``stats (N, 3)`` -> ``(N,)`` float64.
     """
-    present = parts >= 0
-    values = np.where(present, peaks[np.maximum(parts, 0), kernels.PEAK_SCORE], 0.0).astype(np.float64)
-    if params.person_score == "mean" or not len(parts):
-        return values.sum(axis=1) / parts.shape[1]
-    if params.person_score != "shared":
+    if params.person_score not in ("mean", "shared") and len(parts):
         raise ValueError(f"unknown person_score {params.person_score!r}; expected 'mean' or 'shared'")
-    holders = np.bincount(parts[present], minlength=len(peaks))
-    scores = (values / np.maximum(holders[np.maximum(parts, 0)], 1)).sum(axis=1) / parts.shape[1]
+    shared = params.person_score == "shared"
+    scores = assembly_kernels.keypoint_shares(peaks, parts, shared).sum(axis=1) / parts.shape[1]
+    if not shared or not len(parts):
+        return scores
     if owners is not None:
         scores /= 1.0 + owners[0]
     return scores

@@ -181,21 +181,60 @@ def pair_score(limb_map, peaks, i, j, params):
 
 
 @njit(cache=True, nogil=True)
-def _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params):
-    """Rows ``[a, b, score, length, rank]`` of the (A, B) pairs that pass the limb tests (see :func:`score_limb`)."""
-    cand = np.empty(((a_hi - a_lo) * (b_hi - b_lo), 5), dtype=np.float64)
+def _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params, cand):
+    """Rows ``[a, b, score, length, rank]`` of the (A, B) pairs that pass the limb tests (see :func:`score_limb`),
+    written to ``cand`` by decreasing rank, equal ranks in pair order (a stable sort); returns their number.
+
+    Shapes: ``cand (>= (a_hi - a_lo) * (b_hi - b_lo), 5)`` float64.
+    """
     n = 0
     for i in range(a_lo, a_hi):
         for j in range(b_lo, b_hi):
             score, length = pair_score(limb_map, peaks, i, j, params)
-            if score > 0.0:
-                cand[n, 0] = i
-                cand[n, 1] = j
-                cand[n, 2] = score
-                cand[n, 3] = length
-                cand[n, 4] = 0.5 * score + 0.25 * (peaks[i, PEAK_SCORE] + peaks[j, PEAK_SCORE])
-                n += 1
-    return cand[:n]
+            if score <= 0.0:
+                continue
+            rank = 0.5 * score + 0.25 * (peaks[i, PEAK_SCORE] + peaks[j, PEAK_SCORE])
+            k = n  # insertion sort: after every row ranked at least as high (few pairs pass)
+            while k > 0 and cand[k - 1, 4] < rank:
+                for col in range(5):
+                    cand[k, col] = cand[k - 1, col]
+                k -= 1
+            cand[k, 0] = i
+            cand[k, 1] = j
+            cand[k, 2] = score
+            cand[k, 3] = length
+            cand[k, 4] = rank
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _match_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count, cand, used_a, used_b):
+    """:func:`score_limb` with scratch arrays ``cand`` (for :func:`_candidates`) and ``used_a``, ``used_b``
+    (at least as long as the two peak ranges; cleared here)."""
+    if a_hi == a_lo or b_hi == b_lo:
+        return count
+    n = _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params, cand)
+    used_a[:a_hi - a_lo] = False
+    used_b[:b_hi - b_lo] = False
+    taken = 0
+    for k in range(n):
+        i, j = int(cand[k, 0]), int(cand[k, 1])
+        if used_a[i - a_lo] or used_b[j - b_lo] or count >= out.shape[0]:
+            continue
+        used_a[i - a_lo] = True
+        used_b[j - b_lo] = True
+        out[count, CONN_A] = i
+        out[count, CONN_B] = j
+        out[count, CONN_SCORE] = cand[k, 2]
+        out[count, CONN_LENGTH] = cand[k, 3]
+        out[count, CONN_LIMB] = limb
+        out[count, CONN_RANK] = cand[k, 4]
+        count += 1
+        taken += 1
+        if taken >= min(a_hi - a_lo, b_hi - b_lo):
+            break
+    return count
 
 
 @njit(cache=True, nogil=True)
@@ -218,29 +257,10 @@ def score_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count
 
     Shapes: ``limb_map (h, w)``; ``peaks (P, 4)``; ``params (6,)``; ``out (C, 6)`` float32.
     """
-    if a_hi == a_lo or b_hi == b_lo:
-        return count
-    cand = _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params)
-    used_a = np.zeros(a_hi - a_lo, dtype=np.bool_)
-    used_b = np.zeros(b_hi - b_lo, dtype=np.bool_)
-    taken = 0
-    for k in np.argsort(-cand[:, 4], kind="mergesort"):
-        i, j = int(cand[k, 0]), int(cand[k, 1])
-        if used_a[i - a_lo] or used_b[j - b_lo] or count >= out.shape[0]:
-            continue
-        used_a[i - a_lo] = True
-        used_b[j - b_lo] = True
-        out[count, CONN_A] = i
-        out[count, CONN_B] = j
-        out[count, CONN_SCORE] = cand[k, 2]
-        out[count, CONN_LENGTH] = cand[k, 3]
-        out[count, CONN_LIMB] = limb
-        out[count, CONN_RANK] = cand[k, 4]
-        count += 1
-        taken += 1
-        if taken >= min(a_hi - a_lo, b_hi - b_lo):
-            break
-    return count
+    cand = np.empty(((a_hi - a_lo) * (b_hi - b_lo), 5))
+    used_a = np.empty(a_hi - a_lo, dtype=np.bool_)
+    used_b = np.empty(b_hi - b_lo, dtype=np.bool_)
+    return _match_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count, cand, used_a, used_b)
 
 
 @njit(cache=True, nogil=True)
@@ -303,9 +323,17 @@ def score_all_limbs(limb_maps, peaks, offsets, limbs, params, out):
 
     Shapes: ``limb_maps (h, w, L)``; ``offsets (K + 1,)``; ``limbs (L, 2)`` int; ``out (C, 6)``.
     """
+    most, pairs = 0, 0  # one set of scratch arrays serves every limb
+    for k in range(limbs.shape[0]):
+        a, b = limbs[k, 0], limbs[k, 1]
+        na, nb = offsets[a + 1] - offsets[a], offsets[b + 1] - offsets[b]
+        most, pairs = max(most, na, nb), max(pairs, na * nb)
+    cand = np.empty((pairs, 5))
+    used_a = np.empty(most, dtype=np.bool_)
+    used_b = np.empty(most, dtype=np.bool_)
     count = 0
     for k in range(limbs.shape[0]):
         a, b = limbs[k, 0], limbs[k, 1]
-        count = score_limb(limb_maps[:, :, k], peaks, offsets[a], offsets[a + 1], offsets[b], offsets[b + 1],
-                           k, params, out, count)
+        count = _match_limb(limb_maps[:, :, k], peaks, offsets[a], offsets[a + 1], offsets[b], offsets[b + 1],
+                            k, params, out, count, cand, used_a, used_b)
     return count
