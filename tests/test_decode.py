@@ -11,7 +11,7 @@ import pytest
 from simplepose.config import InferenceConfig
 from simplepose.bottomup.targets import render_targets
 from simplepose.decode import completion, decode, kernels
-from simplepose.decode.grouping import GroupingParams, assemble
+from simplepose.decode.grouping import GroupingParams, assemble, pair_cache
 from simplepose.decode.peaks import find_all_peaks
 from simplepose.pose import cell_to_pixel
 from simplepose.skeleton import UPRIGHT_POSE, get_skeleton
@@ -249,6 +249,28 @@ def test_fill_missing_shares_the_peak_of_two_keypoints_in_one_cell():
     assert max(plain) > 0.99 and min(plain) < 0.95, plain  # the assembly gives the wrist to one of them
 
 
+def test_pair_cache_holds_every_pair_score_both_ways():
+    rng = np.random.default_rng(11)
+    peaks = np.concatenate([rng.uniform(0, 13, (9, 2)), rng.uniform(0.2, 1, (9, 1)),
+                            np.sort(rng.integers(0, 3, (9, 1)), axis=0)], axis=1).astype(np.float32)
+    offsets = np.searchsorted(peaks[:, 3], [0, 1, 2, 3])
+    limbs = np.array([[0, 1], [1, 2], [2, 0]])
+    limb_maps = rng.uniform(0, 1, (14, 14, 3)).astype(np.float32) ** 0.2  # most samples pass
+    pair_offsets, cache = pair_cache(offsets, limbs)
+    out = np.zeros((20, 6), np.float32)
+    kernels.score_all_limbs(limb_maps, peaks, offsets, limbs, LIMB_PARAMS, out, pair_offsets, cache)
+    assert np.isnan(cache[pair_offsets[-1]:]).all()  # the B -> A half waits until it is asked for
+    for k, (a, b) in enumerate(limbs):
+        for i in range(offsets[a], offsets[a + 1]):
+            for j in range(offsets[b], offsets[b + 1]):
+                for first, second in ((i, j), (j, i)):
+                    expected = kernels.pair_score(limb_maps[:, :, k], peaks, first, second, LIMB_PARAMS)[0]
+                    got = kernels.cached_pair_score(limb_maps, peaks, offsets, limbs, LIMB_PARAMS, pair_offsets, cache,
+                                                    k, first, second)
+                    assert got == expected
+    assert not np.isnan(cache).any() and (cache > 0).sum() > 5
+
+
 def fill(second_limb_value, min_count=2):
     """Types 0, 1 held by person 0 at peaks 0, 1; peak 2 (type 2) is free; limbs 0-2 (all ones) and 1-2."""
     peaks = np.array([[1, 1, 0.9, 0], [8, 1, 0.8, 1], [4, 8, 0.7, 2]], np.float32)
@@ -256,8 +278,9 @@ def fill(second_limb_value, min_count=2):
     limb_maps[:, :, 1] = second_limb_value
     parts = np.array([[0, 1, -1]], np.int32)
     stats = np.array([[3.0, 2.0, 7.0]])
-    added = completion.fill_missing(limb_maps, peaks, np.array([0, 1, 2, 3]), np.array([[0, 2], [1, 2]]),
-                                    LIMB_PARAMS, min_count, parts, stats, 1)
+    offsets, limbs = np.array([0, 1, 2, 3]), np.array([[0, 2], [1, 2]])
+    added = completion.fill_missing(limb_maps, peaks, offsets, limbs, LIMB_PARAMS, *pair_cache(offsets, limbs),
+                                    min_count, parts, stats, 1)
     return added, parts, stats
 
 
@@ -317,21 +340,26 @@ off = np.searchsorted(peaks[:, 3], [0, 1, 2, 3])
 limb = rng.random((14, 17)).astype(np.float32)
 conns = np.zeros((200, 6), np.float32)
 limb_maps = np.stack([limb, limb[::-1], limb[:, ::-1]], axis=2)
+from simplepose.decode.grouping import pair_cache
+pair_offsets, cache = pair_cache(off, np.array([[0, 1], [1, 2], [0, 2]]))
 c = kernels.score_all_limbs(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0, 2]]),
-                            np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), conns)
+                            np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), conns, pair_offsets, cache)
+scored = cache.copy()
 conns = conns[:c]
 order = np.argsort(-conns[:, 5], kind="stable")
 pm = np.full((len(peaks), 3), -1, np.int32); sm = np.zeros((len(peaks), 3))
-nm = assembly_kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm, limb_maps, np.array([[0, 1], [1, 2], [0, 2]]),
-                                     np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), True)
+nm = assembly_kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm, limb_maps, off,
+                                     np.array([[0, 1], [1, 2], [0, 2]]), np.array([0.2, 0.5, 5, 20, 2.0, 7.0]),
+                                     pair_offsets, cache, True)
 pp = np.full((len(peaks), 3), -1, np.int32); sp = np.zeros((len(peaks), 3))
 npub = assembly_kernels.assemble_published(peaks, conns, 4.0, 0.85, pp, sp)
 from simplepose.decode import completion, split_peaks
 pf, sf = pm[:nm].copy(), sm[:nm].copy()
 n_fill = completion.fill_missing(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0, 2]]),
-                                 np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), 2, pf, sf, nm)
+                                 np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), pair_offsets, cache, 2, pf, sf, nm)
 split, off_split = split_peaks.add_split_peaks(maps, peaks_all, off_all, above, above_off, 0.3, 0.05, True)
 res = {"peaks": peaks.tolist(), "peaks_all": peaks_all.tolist(), "conns": conns.tolist(),
+       "scored": np.nan_to_num(scored, nan=-9).tolist(), "cache": np.nan_to_num(cache, nan=-9).tolist(),
        "fill": [n_fill, pf.tolist(), sf.tolist()], "split": split.tolist(), "split_offsets": off_split.tolist(),
        "merge": [pm[:nm].tolist(), sm[:nm].tolist()],
        "published": [pp[:npub].tolist(), sp[:npub].tolist()],
@@ -354,7 +382,7 @@ def test_numba_kernels_match_plain_python():
     assert len(plain["peaks"]) > 10 and len(plain["conns"]) > 3 and len(plain["merge"][0]) > 1
     assert plain["fill"][0] > 0 and len(plain["split"]) > len(plain["peaks_all"])
     assert jit["split_offsets"] == plain["split_offsets"]
-    for key in ("peaks", "peaks_all", "conns", "bilinear", "segment", "split"):
+    for key in ("peaks", "peaks_all", "conns", "bilinear", "segment", "split", "scored", "cache"):
         np.testing.assert_allclose(np.asarray(jit[key], float), np.asarray(plain[key], float), rtol=1e-5, atol=1e-6)
     for key in ("merge", "published", "fill"):
         assert jit[key][0] == plain[key][0]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simplepose.decode.grouping import (GroupingParams, assemble, fragment_owners, joined_guesses, person_scores,
-                                        score_connections, to_poses)
+from simplepose.decode.grouping import (GroupingParams, assemble, fragment_owners, joined_guesses, pair_cache,
+                                        person_scores, score_connections, to_poses)
 from simplepose.decode.peaks import find_all_peaks
 from simplepose.pose import Pose
 
@@ -52,8 +52,9 @@ def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose
                                     max_peaks=params.max_peaks, split_margin=params.peak_split_margin)
     gp = grouping_params(params)
     limbs = np.asarray(skeleton.limbs, np.int64).reshape(-1, 2)
-    conns = score_connections(limb_maps, peaks, offsets, limbs, gp)
-    parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, limbs)
+    pairs = pair_cache(offsets, limbs)  # every limb pair is scored once
+    conns = score_connections(limb_maps, peaks, offsets, limbs, gp, pairs)
+    parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, limbs, pairs)
     scores = None
     if gp.mode == "improved":
         owners = fragment_owners(peaks, parts, stats, gp, skeleton.reach)

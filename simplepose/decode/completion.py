@@ -11,11 +11,11 @@ import math
 import numpy as np
 from numba import njit
 
-from simplepose.decode.kernels import PEAK_SCORE, PEAK_X, PEAK_Y, pair_score
+from simplepose.decode.kernels import PEAK_SCORE, PEAK_X, PEAK_Y, cached_pair_score
 
 
 @njit(cache=True, nogil=True)
-def _support(limb_maps, peaks, limbs, params, parts, r, t, j):
+def _support(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, parts, r, t, j):
     """Limbs between peak j (type t) and person r's keypoints: (sum of passing scores, passed, failed)."""
     total, passed, failed = 0.0, 0, 0
     for k in range(limbs.shape[0]):
@@ -28,7 +28,7 @@ def _support(limb_maps, peaks, limbs, params, parts, r, t, j):
             continue
         if src < 0:
             continue
-        s, _ = pair_score(limb_maps[:, :, k], peaks, src, j, params)
+        s = cached_pair_score(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, k, src, j)
         if s > 0.0:
             total += s
             passed += 1
@@ -38,7 +38,7 @@ def _support(limb_maps, peaks, limbs, params, parts, r, t, j):
 
 
 @njit(cache=True, nogil=True)
-def _best_fill(limb_maps, peaks, offsets, limbs, params, parts, r, t):
+def _best_fill(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, parts, r, t):
     """The peak of type t that most limbs to person r's keypoints support (more passing than failing).
 
     Returns:
@@ -46,14 +46,15 @@ def _best_fill(limb_maps, peaks, offsets, limbs, params, parts, r, t):
     """
     best, best_total = -1, 0.0
     for j in range(offsets[t], offsets[t + 1]):
-        total, passed, failed = _support(limb_maps, peaks, limbs, params, parts, r, t, j)
+        total, passed, failed = _support(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, parts, r,
+                                         t, j)
         if passed > failed and total > best_total:
             best, best_total = j, total
     return best, best_total
 
 
 @njit(cache=True, nogil=True)
-def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, stats, n):
+def fill_missing(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, min_count, parts, stats, n):
     """Give people the keypoint types they lack when limbs from their keypoints support a peak.
 
     Among the peaks of a missing type, the one with the largest sum of passing limb scores wins, provided
@@ -68,6 +69,7 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, sta
         limb_maps, peaks, offsets, limbs: as in ``kernels.score_all_limbs``.
         params: the limb test ``[limb_threshold, min_fraction, min_samples, max_samples,
             samples_per_cell, distance_scale]`` of ``kernels.score_limb`` (``kernels.pair_score``).
+        pair_offsets, cache: the pair scores of ``kernels.cached_pair_score`` (filled in as needed).
         parts, stats: people from the assembly, updated in place (total score, count).
         n: the number of person rows in use.
 
@@ -75,7 +77,7 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, sta
         the number of keypoints added.
 
     Shapes: ``limb_maps (h, w, L)``; ``peaks (P, 4)``; ``offsets (K + 1,)``; ``limbs (L, 2)``;
-    ``parts (N, K)`` int32; ``stats (N, 3)``.
+    ``pair_offsets (L + 1,)``; ``cache (2 * pair_offsets[L],)``; ``parts (N, K)`` int32; ``stats (N, 3)``.
     """
     added = 0
     found = np.full(parts.shape[1], -1, dtype=np.int64)
@@ -90,7 +92,8 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, sta
             for t in range(parts.shape[1]):  # every type sees the person as it was before this pass
                 found[t] = -1
                 if parts[r, t] < 0:
-                    found[t], support[t] = _best_fill(limb_maps, peaks, offsets, limbs, params, parts, r, t)
+                    found[t], support[t] = _best_fill(limb_maps, peaks, offsets, limbs, params, pair_offsets,
+                                                      cache, parts, r, t)
             for t in range(parts.shape[1]):
                 if found[t] >= 0:
                     parts[r, t] = found[t]

@@ -39,10 +39,25 @@ def limb_test_params(params: GroupingParams, map_height: int) -> np.ndarray:
                     dtype=np.float64)
 
 
-def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams):
+def pair_cache(offsets, limbs):
+    """An empty cache of limb pair scores (``kernels.cached_pair_score``) for peaks grouped by ``offsets``.
+
+    :func:`score_connections` fills it with every pair it scores; :func:`assemble` looks the pairs up there.
+
+    Shapes: ``offsets (K + 1,)``, ``limbs (L, 2)`` -> ``(pair_offsets (L + 1,) int64, cache (2 * T,) float64)``.
+    """
+    counts = np.diff(offsets)
+    limbs = np.asarray(limbs, np.int64).reshape(-1, 2)
+    pair_offsets = np.zeros(len(limbs) + 1, np.int64)
+    np.cumsum(counts[limbs[:, 0]] * counts[limbs[:, 1]], out=pair_offsets[1:])
+    return pair_offsets, np.full(2 * pair_offsets[-1], np.nan)
+
+
+def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams, pairs=None):
     """Candidate connections of every limb (a greedy one-to-one matching per limb), in limb order.
 
-    The seed's distance prior uses half the image height: here half the map height in cells.
+    The seed's distance prior uses half the image height: here half the map height in cells. ``pairs``, a
+    :func:`pair_cache`, receives the score of every pair.
 
     Shapes: ``limb_maps (h, w, L)``, ``peaks (P, 4)``, ``offsets (K + 1,)`` -> ``(C, 6)`` float32 rows
     ``[a, b, score, length, limb, rank]`` (lengths in cells).
@@ -54,16 +69,19 @@ def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams):
     counts = np.diff(offsets)
     limbs = np.asarray(limbs, np.int64).reshape(-1, 2)
     out = np.zeros((int(np.minimum(counts[limbs[:, 0]], counts[limbs[:, 1]]).sum()), 6), dtype=np.float32)
-    n = kernels.score_all_limbs(limb_maps, peaks, offsets, limbs, kparams, out)
+    pair_offsets, cache = pair_cache(offsets, limbs) if pairs is None else pairs
+    n = kernels.score_all_limbs(limb_maps, peaks, offsets, limbs, kparams, out, pair_offsets, cache)
     return out[:n]
 
 
-def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps=None, offsets=None, limbs=None):
+def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps=None, offsets=None, limbs=None,
+             pairs=None):
     """Group connections into people, complete them (``improved`` mode) and drop weak ones.
 
     Args:
         limb_maps, offsets, limbs: the maps, peak offsets and limb pairs; needed by ``params.fill_missing``
             and ``params.verify_merges``.
+        pairs: the :func:`pair_cache` that :func:`score_connections` filled (else pairs are scored afresh).
 
     Returns:
         ``(parts, stats)``: peak row per person and keypoint type (-1 = absent) and
@@ -83,13 +101,19 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
         verify = params.verify_merges and limb_maps is not None and limbs is not None
         maps = np.asarray(limb_maps if verify else np.zeros((1, 1, 1)), np.float32)
         limb_pairs = np.asarray(limbs if verify else np.zeros((0, 2)), np.int64).reshape(-1, 2)
+        if offsets is None:  # peaks are grouped by type
+            offsets = np.searchsorted(peaks[:, kernels.PEAK_TYPE], np.arange(num_keypoints + 1) - 0.5)
+        offsets = np.asarray(offsets, np.int64)
+        if pairs is None:
+            pairs = pair_cache(offsets, limbs if limbs is not None else limb_pairs)
         n = assembly_kernels.assemble_merge(peaks, conns, order, params.max_length_ratio, parts, stats, maps,
-                                            limb_pairs, limb_test_params(params, maps.shape[0]), verify)
+                                            offsets, limb_pairs, limb_test_params(params, maps.shape[0]), *pairs,
+                                            verify)
     else:
         raise ValueError(f"unknown grouping mode {params.mode!r}; expected 'improved' or 'published'")
     parts, stats = parts[:n], stats[:n]
     if params.mode == "improved":
-        _complete(peaks, parts, stats, params, limb_maps, offsets, limbs)
+        _complete(peaks, parts, stats, params, limb_maps, offsets, limbs, pairs)
     if params.min_keypoints <= 1:
         parts, stats = assembly_kernels.add_singletons(peaks, np.ascontiguousarray(parts), stats)
     count = stats[:, 1]
@@ -97,16 +121,19 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
     return parts[keep], stats[keep]
 
 
-def _complete(peaks, parts, stats, params: GroupingParams, limb_maps, offsets, limbs) -> None:
+def _complete(peaks, parts, stats, params: GroupingParams, limb_maps, offsets, limbs, pairs) -> None:
     """Limb-supported fill-in of missing keypoints (``completion.fill_missing``), in place."""
     if not params.fill_missing or not len(parts):
         return
     if limb_maps is None or offsets is None or limbs is None:
         raise ValueError("fill_missing needs the limb maps, peak offsets and limbs")
     limb_maps = np.asarray(limb_maps, np.float32)
-    completion.fill_missing(limb_maps, peaks, np.asarray(offsets, np.int64), np.asarray(limbs, np.int64).reshape(-1, 2),
-                            limb_test_params(params, limb_maps.shape[0]), max(int(params.fill_min_keypoints), 1),
-                            parts, stats, len(parts))
+    limbs = np.asarray(limbs, np.int64).reshape(-1, 2)
+    offsets = np.asarray(offsets, np.int64)
+    if pairs is None:
+        pairs = pair_cache(offsets, limbs)
+    completion.fill_missing(limb_maps, peaks, offsets, limbs, limb_test_params(params, limb_maps.shape[0]), *pairs,
+                            max(int(params.fill_min_keypoints), 1), parts, stats, len(parts))
 
 
 def fragment_owners(peaks, parts, stats, params: GroupingParams, reach):

@@ -181,16 +181,18 @@ def pair_score(limb_map, peaks, i, j, params):
 
 
 @njit(cache=True, nogil=True)
-def _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params, cand):
+def _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params, cand, cache, base):
     """Rows ``[a, b, score, length, rank]`` of the (A, B) pairs that pass the limb tests (see :func:`score_limb`),
     written to ``cand`` by decreasing rank, equal ranks in pair order (a stable sort); returns their number.
+    Every pair's score (-1 if it fails) goes to ``cache[base + (i - a_lo) * (b_hi - b_lo) + j - b_lo]``.
 
-    Shapes: ``cand (>= (a_hi - a_lo) * (b_hi - b_lo), 5)`` float64.
+    Shapes: ``cand (>= (a_hi - a_lo) * (b_hi - b_lo), 5)`` float64; ``cache`` float64.
     """
     n = 0
     for i in range(a_lo, a_hi):
         for j in range(b_lo, b_hi):
             score, length = pair_score(limb_map, peaks, i, j, params)
+            cache[base + (i - a_lo) * (b_hi - b_lo) + j - b_lo] = score
             if score <= 0.0:
                 continue
             rank = 0.5 * score + 0.25 * (peaks[i, PEAK_SCORE] + peaks[j, PEAK_SCORE])
@@ -209,12 +211,12 @@ def _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params, cand):
 
 
 @njit(cache=True, nogil=True)
-def _match_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count, cand, used_a, used_b):
+def _match_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count, cand, used_a, used_b, cache, base):
     """:func:`score_limb` with scratch arrays ``cand`` (for :func:`_candidates`) and ``used_a``, ``used_b``
-    (at least as long as the two peak ranges; cleared here)."""
+    (at least as long as the two peak ranges; cleared here), keeping the pair scores in ``cache`` from ``base``."""
     if a_hi == a_lo or b_hi == b_lo:
         return count
-    n = _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params, cand)
+    n = _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params, cand, cache, base)
     used_a[:a_hi - a_lo] = False
     used_b[:b_hi - b_lo] = False
     taken = 0
@@ -260,7 +262,9 @@ def score_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count
     cand = np.empty(((a_hi - a_lo) * (b_hi - b_lo), 5))
     used_a = np.empty(a_hi - a_lo, dtype=np.bool_)
     used_b = np.empty(b_hi - b_lo, dtype=np.bool_)
-    return _match_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count, cand, used_a, used_b)
+    cache = np.empty((a_hi - a_lo) * (b_hi - b_lo))
+    return _match_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count, cand, used_a, used_b,
+                       cache, 0)
 
 
 @njit(cache=True, nogil=True)
@@ -318,10 +322,14 @@ def find_peaks_all(maps, num_types, threshold, refine, log_fit):
 
 
 @njit(cache=True, nogil=True)
-def score_all_limbs(limb_maps, peaks, offsets, limbs, params, out):
+def score_all_limbs(limb_maps, peaks, offsets, limbs, params, out, pair_offsets, cache):
     """:func:`score_limb` for every limb in order; returns the number of rows used in ``out``.
 
-    Shapes: ``limb_maps (h, w, L)``; ``offsets (K + 1,)``; ``limbs (L, 2)`` int; ``out (C, 6)``.
+    Every pair's score is also kept in ``cache`` for :func:`cached_pair_score` (its A -> B half; the B -> A
+    half is set to NaN, not computed).
+
+    Shapes: ``limb_maps (h, w, L)``; ``offsets (K + 1,)``; ``limbs (L, 2)`` int; ``out (C, 6)``;
+    ``pair_offsets (L + 1,)`` and ``cache`` as :func:`cached_pair_score`.
     """
     most, pairs = 0, 0  # one set of scratch arrays serves every limb
     for k in range(limbs.shape[0]):
@@ -331,9 +339,34 @@ def score_all_limbs(limb_maps, peaks, offsets, limbs, params, out):
     cand = np.empty((pairs, 5))
     used_a = np.empty(most, dtype=np.bool_)
     used_b = np.empty(most, dtype=np.bool_)
+    cache[pair_offsets[-1]:] = np.nan
     count = 0
     for k in range(limbs.shape[0]):
         a, b = limbs[k, 0], limbs[k, 1]
         count = _match_limb(limb_maps[:, :, k], peaks, offsets[a], offsets[a + 1], offsets[b], offsets[b + 1],
-                            k, params, out, count, cand, used_a, used_b)
+                            k, params, out, count, cand, used_a, used_b, cache, pair_offsets[k])
     return count
+
+
+@njit(cache=True, nogil=True)
+def cached_pair_score(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, k, i, j):
+    """The score of :func:`pair_score` for limb k and peaks i -> j, computed once.
+
+    ``cache`` holds limb k's scores from A (rows ``offsets[a]:offsets[a + 1]``) to B from ``pair_offsets[k]``
+    (row-major over A, B) and from B to A from ``pair_offsets[L] + pair_offsets[k]`` (row-major over B, A):
+    a pair scored the other way samples the map from the other end, which may round differently. NaN: not
+    computed yet. The cache is valid for one set of peaks, maps and ``params``.
+
+    Shapes: ``limb_maps (h, w, L)``; ``peaks (P, 4)``; ``offsets (K + 1,)``; ``limbs (L, 2)``; ``params (6,)``;
+    ``pair_offsets (L + 1,)`` (the cumulative products of the limbs' peak counts); ``cache (2 * pair_offsets[L],)``
+    float64.
+    """
+    a, b = limbs[k, 0], limbs[k, 1]
+    na, nb = offsets[a + 1] - offsets[a], offsets[b + 1] - offsets[b]
+    if offsets[a] <= i < offsets[a + 1] and offsets[b] <= j < offsets[b + 1]:
+        slot = pair_offsets[k] + (i - offsets[a]) * nb + j - offsets[b]
+    else:
+        slot = pair_offsets[-1] + pair_offsets[k] + (i - offsets[b]) * na + j - offsets[a]
+    if math.isnan(cache[slot]):
+        cache[slot] = pair_score(limb_maps[:, :, k], peaks, i, j, params)[0]
+    return cache[slot]
