@@ -15,17 +15,42 @@ from simplepose.decode.kernels import PEAK_SCORE, PEAK_X, PEAK_Y, cached_pair_sc
 
 
 @njit(cache=True, nogil=True)
-def _support(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, parts, r, t, j):
-    """Limbs between peak j (type t) and person r's keypoints: (sum of passing scores, passed, failed)."""
-    total, passed, failed = 0.0, 0, 0
+def limbs_by_type(limbs, num_types):
+    """The limbs that touch each keypoint type, in limb order.
+
+    Type t's limbs are ``touch[touch_offsets[t]:touch_offsets[t + 1]]``.
+
+    Shapes: ``limbs (L, 2)`` -> ``touch (<= 2 L,)`` int64, ``touch_offsets (num_types + 1,)`` int64.
+    """
+    touch_offsets = np.zeros(num_types + 1, dtype=np.int64)
+    for k in range(limbs.shape[0]):
+        touch_offsets[limbs[k, 0] + 1] += 1
+        if limbs[k, 1] != limbs[k, 0]:
+            touch_offsets[limbs[k, 1] + 1] += 1
+    for t in range(num_types):
+        touch_offsets[t + 1] += touch_offsets[t]
+    touch = np.empty(touch_offsets[-1], dtype=np.int64)
+    fill = touch_offsets[:-1].copy()
     for k in range(limbs.shape[0]):
         a, b = limbs[k, 0], limbs[k, 1]
-        if a == t:
-            src = parts[r, b]
-        elif b == t:
-            src = parts[r, a]
-        else:
-            continue
+        touch[fill[a]] = k
+        fill[a] += 1
+        if b != a:
+            touch[fill[b]] = k
+            fill[b] += 1
+    return touch, touch_offsets
+
+
+@njit(cache=True, nogil=True)
+def _support(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, touch, touch_offsets, parts, r, t, j):
+    """Limbs between peak j (type t) and person r's keypoints: (sum of passing scores, passed, failed).
+
+    ``touch``, ``touch_offsets``: :func:`limbs_by_type`.
+    """
+    total, passed, failed = 0.0, 0, 0
+    for q in range(touch_offsets[t], touch_offsets[t + 1]):
+        k = touch[q]
+        src = parts[r, limbs[k, 1]] if limbs[k, 0] == t else parts[r, limbs[k, 0]]
         if src < 0:
             continue
         s = cached_pair_score(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, k, src, j)
@@ -38,16 +63,22 @@ def _support(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, part
 
 
 @njit(cache=True, nogil=True)
-def _best_fill(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, parts, r, t):
+def _best_fill(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, touch, touch_offsets, parts, r, t):
     """The peak of type t that most limbs to person r's keypoints support (more passing than failing).
 
     Returns:
         ``(peak row, sum of its passing limb scores)``, or ``(-1, 0)``.
     """
     best, best_total = -1, 0.0
+    linked = False  # no limb from the person's keypoints reaches type t: nothing can pass
+    for q in range(touch_offsets[t], touch_offsets[t + 1]):
+        k = touch[q]
+        linked = linked or (parts[r, limbs[k, 1]] if limbs[k, 0] == t else parts[r, limbs[k, 0]]) >= 0
+    if not linked:
+        return best, best_total
     for j in range(offsets[t], offsets[t + 1]):
-        total, passed, failed = _support(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, parts, r,
-                                         t, j)
+        total, passed, failed = _support(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, touch,
+                                         touch_offsets, parts, r, t, j)
         if passed > failed and total > best_total:
             best, best_total = j, total
     return best, best_total
@@ -82,6 +113,7 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, 
     added = 0
     found = np.full(parts.shape[1], -1, dtype=np.int64)
     support = np.zeros(parts.shape[1])
+    touch, touch_offsets = limbs_by_type(limbs, parts.shape[1])
     dirty = np.ones(n, dtype=np.bool_)  # a person that gained nothing in a pass gains nothing later
     for _ in range(parts.shape[1]):
         changed = False
@@ -93,7 +125,7 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, 
                 found[t] = -1
                 if parts[r, t] < 0:
                     found[t], support[t] = _best_fill(limb_maps, peaks, offsets, limbs, params, pair_offsets,
-                                                      cache, parts, r, t)
+                                                      cache, touch, touch_offsets, parts, r, t)
             for t in range(parts.shape[1]):
                 if found[t] >= 0:
                     parts[r, t] = found[t]
