@@ -1,6 +1,8 @@
 """Decoding maps into people: peaks (merged ones split), limb scoring, greedy grouping, fill-in (numba kernels)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from simplepose.decode.grouping import (GroupingParams, assemble, fragment_owners, joined_guesses, pair_cache,
@@ -12,7 +14,14 @@ __all__ = ["decode", "grouping_params", "warm_up"]
 
 
 def grouping_params(params) -> GroupingParams:
-    """The grouping thresholds of an ``InferenceConfig``."""
+    """The grouping thresholds of an ``InferenceConfig`` (cached: a decoder asks for them on every image)."""
+    try:
+        return _cached_grouping_params(params)
+    except TypeError:  # params that cannot be hashed
+        return _grouping_params(params)
+
+
+def _grouping_params(params) -> GroupingParams:
     return GroupingParams(
         limb_threshold=params.limb_threshold, limb_min_fraction=params.limb_min_fraction,
         min_samples=params.limb_min_samples, max_samples=params.limb_max_samples,
@@ -22,6 +31,9 @@ def grouping_params(params) -> GroupingParams:
         fill_missing=params.fill_missing, fill_min_keypoints=params.fill_min_keypoints,
         person_score=params.person_score, fragment_reach=params.fragment_reach, verify_merges=params.verify_merges,
         joined_guesses=params.joined_guesses)
+
+
+_cached_grouping_params = functools.lru_cache(maxsize=16)(_grouping_params)
 
 
 def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose]:

@@ -248,30 +248,34 @@ def assemble_published(peaks, conns, len_rate, tolerance, parts, stats):
 
 
 @njit(cache=True, nogil=True)
-def add_singletons(peaks, parts, stats):
-    """``parts`` and ``stats`` plus, in peak order, a one-keypoint person for every peak nobody holds (total: its
-    score, count 1, longest limb 0).
+def finish_people(peaks, parts, stats, singletons, min_count, min_mean_score):
+    """The people with at least ``min_count`` keypoints and a total of at least ``min_mean_score`` per keypoint,
+    then (with ``singletons``), in peak order, a one-keypoint person for every peak nobody holds (total: its
+    score, count 1, longest limb 0) that passes the same tests.
 
-    Shapes: ``peaks (P, 4)``, ``parts (N, K)`` int32, ``stats (N, 3)`` -> ``(N + F, K)`` int32, ``(N + F, 3)``.
+    Shapes: ``peaks (P, 4)``, ``parts (N, K)`` int32, ``stats (N, 3)`` -> ``(M, K)`` int32, ``(M, 3)``.
     """
     held = np.zeros(peaks.shape[0], dtype=np.bool_)
     for r in range(parts.shape[0]):
         for t in range(parts.shape[1]):
             if parts[r, t] >= 0:
                 held[parts[r, t]] = True
-    n = parts.shape[0]
-    free = peaks.shape[0] - np.count_nonzero(held)
-    out_parts = np.full((n + free, parts.shape[1]), -1, dtype=np.int32)
-    out_stats = np.zeros((n + free, 3))
-    out_parts[:n] = parts
-    out_stats[:n] = stats
-    for p in range(peaks.shape[0]):
-        if not held[p]:
+    free = peaks.shape[0] - np.count_nonzero(held) if singletons else 0
+    out_parts = np.full((parts.shape[0] + free, parts.shape[1]), -1, dtype=np.int32)
+    out_stats = np.zeros((parts.shape[0] + free, 3))
+    n = 0
+    for r in range(parts.shape[0]):
+        if stats[r, 1] >= min_count and stats[r, 0] >= min_mean_score * max(stats[r, 1], 1.0):
+            out_parts[n] = parts[r]
+            out_stats[n] = stats[r]
+            n += 1
+    for p in range(peaks.shape[0] if singletons else 0):
+        if not held[p] and 1.0 >= min_count and np.float64(peaks[p, PEAK_SCORE]) >= min_mean_score * 1.0:
             out_parts[n, int(peaks[p, PEAK_TYPE])] = p
             out_stats[n, 0] = peaks[p, PEAK_SCORE]
             out_stats[n, 1] = 1.0
             n += 1
-    return out_parts, out_stats
+    return out_parts[:n], out_stats[:n]
 
 
 @njit(cache=True, nogil=True)

@@ -219,3 +219,39 @@ def count_owners(peaks, parts, stats, n, reach, slack):
                 owners[f] += 1
                 owner[f] = p
     return owners, owner
+
+
+@njit(cache=True, nogil=True)
+def join_fragments(parts, stats, scores, counts, owner):
+    """People plus, for every person with exactly one possible owner (``counts == 1``), the owner joined with it
+    (the fragment's keypoints over the owner's; the two totals and counts added), scored the fragment's score times
+    the lowest person score.
+
+    Shapes: ``parts (N, K)`` int32, ``stats (N, 3)``, ``scores (N,)``, ``counts (N,)``, ``owner (N,)`` as
+    :func:`count_owners` -> ``(N + J, K)`` int32, ``(N + J, 3)``, ``(N + J,)``.
+    """
+    n = parts.shape[0]
+    extra = 0
+    for f in range(n):
+        if counts[f] == 1:
+            extra += 1
+    out_parts = np.empty((n + extra, parts.shape[1]), dtype=np.int32)
+    out_stats = np.empty((n + extra, 3))
+    out_scores = np.empty(n + extra)
+    out_parts[:n] = parts
+    out_stats[:n] = stats
+    out_scores[:n] = scores
+    lowest = scores.min() if n else 0.0
+    k = n
+    for f in range(n):
+        if counts[f] != 1:
+            continue
+        o = owner[f]
+        for t in range(parts.shape[1]):
+            out_parts[k, t] = parts[f, t] if parts[f, t] >= 0 else parts[o, t]
+        out_stats[k, 0] = stats[o, 0] + stats[f, 0] * 1.0
+        out_stats[k, 1] = stats[o, 1] + stats[f, 1] * 1.0
+        out_stats[k, 2] = stats[o, 2] + stats[f, 2] * 0.0  # the owner's longest limb
+        out_scores[k] = scores[f] * lowest
+        k += 1
+    return out_parts, out_stats, out_scores

@@ -46,11 +46,7 @@ def pair_cache(offsets, limbs):
 
     Shapes: ``offsets (K + 1,)``, ``limbs (L, 2)`` -> ``(pair_offsets (L + 1,) int64, cache (2 * T,) float64)``.
     """
-    counts = np.diff(offsets)
-    limbs = np.asarray(limbs, np.int64).reshape(-1, 2)
-    pair_offsets = np.zeros(len(limbs) + 1, np.int64)
-    np.cumsum(counts[limbs[:, 0]] * counts[limbs[:, 1]], out=pair_offsets[1:])
-    return pair_offsets, np.full(2 * pair_offsets[-1], np.nan)
+    return kernels.empty_pair_cache(np.asarray(offsets, np.int64), np.asarray(limbs, np.int64).reshape(-1, 2))
 
 
 def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams, pairs=None):
@@ -114,11 +110,8 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
     parts, stats = parts[:n], stats[:n]
     if params.mode == "improved":
         _complete(peaks, parts, stats, params, limb_maps, offsets, limbs, pairs)
-    if params.min_keypoints <= 1:
-        parts, stats = assembly_kernels.add_singletons(peaks, np.ascontiguousarray(parts), stats)
-    count = stats[:, 1]
-    keep = (count >= max(params.min_keypoints, 1)) & (stats[:, 0] >= params.min_mean_score * np.maximum(count, 1))
-    return parts[keep], stats[keep]
+    return assembly_kernels.finish_people(peaks, parts, stats, params.min_keypoints <= 1, max(params.min_keypoints, 1),
+                                          float(params.min_mean_score))
 
 
 def _complete(peaks, parts, stats, params: GroupingParams, limb_maps, offsets, limbs, pairs) -> None:
@@ -180,16 +173,9 @@ def joined_guesses(parts, stats, scores, owners):
     -> ``(N + J, K)``, ``(N + J, 3)``, ``(N + J,)``.
     """
     counts, owner = owners
-    fragments = np.flatnonzero(counts == 1)
-    if not len(fragments):
+    if not (counts == 1).any():
         return parts, stats, scores
-    joined = parts[owner[fragments]].copy()
-    own = parts[fragments] >= 0
-    joined[own] = parts[fragments][own]
-    extra = stats[owner[fragments]] + stats[fragments] * [1, 1, 0]
-    extra_scores = scores[fragments] * scores.min()
-    return (np.concatenate([parts, joined]), np.concatenate([stats, extra]),
-            np.concatenate([scores, extra_scores]))
+    return completion.join_fragments(parts, stats, np.asarray(scores, np.float64), counts, owner)
 
 
 def to_poses(peaks, parts, stats, stride: int, mode: str, scores=None) -> list[Pose]:
@@ -201,17 +187,13 @@ def to_poses(peaks, parts, stats, stride: int, mode: str, scores=None) -> list[P
 
     Shapes: ``parts (N, K)`` -> N poses with ``(K, 3)`` keypoints; ``scores (N,)``.
     """
-    num_keypoints = parts.shape[1]
-    present = (parts >= 0)[..., None]
-    rows = peaks[np.maximum(parts, 0)]  # (N, K, 4); absent keypoints are zeroed below
-    kp = np.zeros(parts.shape + (3,), dtype=np.float32)
-    kp[..., 0] = cell_to_pixel(rows[..., kernels.PEAK_X], stride)
-    kp[..., 1] = cell_to_pixel(rows[..., kernels.PEAK_Y], stride)
-    kp[..., 2] = rows[..., kernels.PEAK_SCORE]
-    kp *= present
+    rows = peaks[np.maximum(parts, 0), :kernels.PEAK_TYPE]  # (N, K, 3) [x, y, score]; absent keypoints zeroed below
+    rows[..., :2] = cell_to_pixel(rows[..., :2], stride)
+    rows *= (parts >= 0)[..., None]
     if mode == "published":
         scores = 1.0 - 1.0 / stats[:, 0]
     elif scores is None:
-        scores = kp[..., 2].sum(axis=1, dtype=np.float64) / num_keypoints
-    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
-    return [Pose(keypoints=kp[i], score=float(scores[i])) for i in order]
+        scores = rows[..., 2].sum(axis=1, dtype=np.float64) / parts.shape[1]
+    scores = np.asarray(scores, np.float64)
+    values = scores.tolist()
+    return [Pose(keypoints=rows[i], score=values[i]) for i in np.argsort(-scores, kind="stable").tolist()]

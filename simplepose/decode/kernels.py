@@ -349,6 +349,19 @@ def score_all_limbs(limb_maps, peaks, offsets, limbs, params, out, pair_offsets,
 
 
 @njit(cache=True, nogil=True)
+def empty_pair_cache(offsets, limbs):
+    """``(pair_offsets, cache)`` for :func:`cached_pair_score`: nothing computed yet (all NaN).
+
+    Shapes: ``offsets (K + 1,)``, ``limbs (L, 2)`` -> ``(L + 1,)`` int64, ``(2 * pair_offsets[L],)`` float64.
+    """
+    pair_offsets = np.zeros(limbs.shape[0] + 1, dtype=np.int64)
+    for k in range(limbs.shape[0]):
+        a, b = limbs[k, 0], limbs[k, 1]
+        pair_offsets[k + 1] = pair_offsets[k] + (offsets[a + 1] - offsets[a]) * (offsets[b + 1] - offsets[b])
+    return pair_offsets, np.full(2 * pair_offsets[-1], np.nan)
+
+
+@njit(cache=True, nogil=True)
 def cached_pair_score(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, k, i, j):
     """The score of :func:`pair_score` for limb k and peaks i -> j, computed once.
 
