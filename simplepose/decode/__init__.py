@@ -63,7 +63,7 @@ def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose
                                     refine=params.peak_refine, smoothing=params.peak_smoothing,
                                     max_peaks=params.max_peaks, split_margin=params.peak_split_margin)
     gp = grouping_params(params)
-    limbs = np.asarray(skeleton.limbs, np.int64).reshape(-1, 2)
+    limbs = skeleton.limb_array
     pairs = pair_cache(offsets, limbs)  # every limb pair is scored once
     conns = score_connections(limb_maps, peaks, offsets, limbs, gp, pairs)
     parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, limbs, pairs)
