@@ -59,9 +59,13 @@ def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose
     limb_maps = np.asarray(limb_maps, dtype=np.float32)
     if keypoint_maps.shape[:2] != limb_maps.shape[:2]:
         raise ValueError(f"keypoint maps {keypoint_maps.shape} and limb maps {limb_maps.shape} differ in size")
+    if limb_maps.ndim != 3 or limb_maps.shape[2] != skeleton.num_limbs:
+        raise ValueError(f"expected (h, w, {skeleton.num_limbs}) limb maps, got {limb_maps.shape}")
     peaks, offsets = find_all_peaks(keypoint_maps, skeleton.num_keypoints, params.peak_threshold,
                                     refine=params.peak_refine, smoothing=params.peak_smoothing,
                                     max_peaks=params.max_peaks, split_margin=params.peak_split_margin)
+    if not len(peaks):  # nobody
+        return []
     gp = grouping_params(params)
     limbs = skeleton.limb_array
     pairs = pair_cache(offsets, limbs)  # every limb pair is scored once
