@@ -358,7 +358,13 @@ pf, sf = pm[:nm].copy(), sm[:nm].copy()
 n_fill = completion.fill_missing(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0, 2]]),
                                  np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), pair_offsets, cache, 2, pf, sf, nm)
 split, off_split = split_peaks.add_split_peaks(maps, peaks_all, off_all, above, above_off, 0.3, 0.05, True)
-res = {"peaks": peaks.tolist(), "peaks_all": peaks_all.tolist(), "conns": conns.tolist(),
+fin_parts, fin_stats = assembly_kernels.finish_people(peaks, pf, sf, True, 1, 0.3)
+shares = assembly_kernels.keypoint_shares(peaks, fin_parts, True)
+joined = completion.join_fragments(np.array([[0, 1, -1], [-1, -1, 2], [3, -1, -1]], np.int32), rng.random((3, 3)),
+                                   rng.random(3), np.array([0, 1, 2]), np.array([-1, 0, 1]))
+res = {"finish": [fin_parts.tolist(), fin_stats.tolist()], "shares": shares.tolist(),
+       "join": [joined[0].tolist(), joined[1].tolist(), joined[2].tolist()],
+       "peaks": peaks.tolist(), "peaks_all": peaks_all.tolist(), "conns": conns.tolist(),
        "scored": np.nan_to_num(scored, nan=-9).tolist(), "cache": np.nan_to_num(cache, nan=-9).tolist(),
        "fill": [n_fill, pf.tolist(), sf.tolist()], "split": split.tolist(), "split_offsets": off_split.tolist(),
        "merge": [pm[:nm].tolist(), sm[:nm].tolist()],
@@ -382,9 +388,10 @@ def test_numba_kernels_match_plain_python():
     assert len(plain["peaks"]) > 10 and len(plain["conns"]) > 3 and len(plain["merge"][0]) > 1
     assert plain["fill"][0] > 0 and len(plain["split"]) > len(plain["peaks_all"])
     assert jit["split_offsets"] == plain["split_offsets"]
-    for key in ("peaks", "peaks_all", "conns", "bilinear", "segment", "split", "scored", "cache"):
+    assert len(plain["finish"][0]) > len(plain["fill"][1]) and plain["join"][0][3] == [0, 1, 2]
+    for key in ("peaks", "peaks_all", "conns", "bilinear", "segment", "split", "scored", "cache", "shares"):
         np.testing.assert_allclose(np.asarray(jit[key], float), np.asarray(plain[key], float), rtol=1e-5, atol=1e-6)
-    for key in ("merge", "published", "fill"):
+    for key in ("merge", "published", "fill", "finish", "join"):
         assert jit[key][0] == plain[key][0]
         np.testing.assert_allclose(jit[key][1], plain[key][1], rtol=1e-5)
     np.testing.assert_allclose(jit["fill"][2], plain["fill"][2], rtol=1e-5)  # person totals after the fill
