@@ -85,6 +85,17 @@ def _best_fill(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, to
 
 
 @njit(cache=True, nogil=True)
+def _reached(fresh, limbs, touch, touch_offsets, r, t):
+    """Whether a limb joins type t to a type that person r gained in its last pass (``fresh``): only then can
+    :func:`_best_fill` find more for t than it did before (it depends on t's limb neighbours only)."""
+    for q in range(touch_offsets[t], touch_offsets[t + 1]):
+        k = touch[q]
+        if fresh[r, limbs[k, 1] if limbs[k, 0] == t else limbs[k, 0]]:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
 def fill_missing(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, min_count, parts, stats, n):
     """Give people the keypoint types they lack when limbs from their keypoints support a peak.
 
@@ -115,6 +126,7 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, 
     support = np.zeros(parts.shape[1])
     touch, touch_offsets = limbs_by_type(limbs, parts.shape[1])
     dirty = np.ones(n, dtype=np.bool_)  # a person that gained nothing in a pass gains nothing later
+    fresh = np.ones(parts.shape, dtype=np.bool_)  # the types each person gained in its last pass (first: all)
     for _ in range(parts.shape[1]):
         changed = False
         for r in range(n):
@@ -123,10 +135,11 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, 
             dirty[r] = False
             for t in range(parts.shape[1]):  # every type sees the person as it was before this pass
                 found[t] = -1
-                if parts[r, t] < 0:
+                if parts[r, t] < 0 and _reached(fresh, limbs, touch, touch_offsets, r, t):
                     found[t], support[t] = _best_fill(limb_maps, peaks, offsets, limbs, params, pair_offsets,
                                                       cache, touch, touch_offsets, parts, r, t)
             for t in range(parts.shape[1]):
+                fresh[r, t] = found[t] >= 0
                 if found[t] >= 0:
                     parts[r, t] = found[t]
                     stats[r, 0] += peaks[found[t], PEAK_SCORE] + support[t]

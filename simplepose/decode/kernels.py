@@ -1,4 +1,4 @@
-"""numba kernels of the bottom-up decoder: peak NMS, sub-pixel refinement, limb scoring.
+"""numba kernels of the bottom-up decoder: peak NMS, sub-pixel refinement, limb scoring (each pair once).
 
 Greedy assembly is in ``assembly_kernels``.
 
