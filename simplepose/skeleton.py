@@ -125,6 +125,13 @@ class Skeleton:
         """Keypoints plus one background channel."""
         return len(self.keypoints) + 1
 
+    @functools.cached_property
+    def limb_array(self) -> np.ndarray:
+        """``limbs`` as a read-only ``(L, 2)`` int64 array (what the decoder's kernels take)."""
+        out = np.array(self.limbs, dtype=np.int64).reshape(-1, 2)
+        out.flags.writeable = False
+        return out
+
     # === Flip permutations (derived from names, never typed) ===
     @functools.cached_property
     def keypoint_flip(self) -> np.ndarray:

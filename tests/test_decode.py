@@ -11,7 +11,7 @@ import pytest
 from simplepose.config import InferenceConfig
 from simplepose.bottomup.targets import render_targets
 from simplepose.decode import completion, decode, kernels
-from simplepose.decode.grouping import GroupingParams, assemble
+from simplepose.decode.grouping import GroupingParams, assemble, pair_cache
 from simplepose.decode.peaks import find_all_peaks
 from simplepose.pose import cell_to_pixel
 from simplepose.skeleton import UPRIGHT_POSE, get_skeleton
@@ -110,6 +110,21 @@ def find(m, threshold=0.1, refine=True, log_fit=True):
     out = np.zeros((m.size, 4), np.float32)
     n = kernels.find_peaks(np.asarray(m, np.float32), threshold, refine, log_fit, 7, out, 0)
     return out[:n]
+
+
+def test_find_peaks_all_is_find_peaks_per_channel():
+    rng = np.random.default_rng(5)
+    maps = rng.random((13, 16, 5)).astype(np.float32)
+    maps[4, 6:8, 1] = 1.5  # a plateau
+    maps[0, 0, 2] = 1.2  # a corner peak
+    peaks, offsets, above, above_offsets = kernels.find_peaks_all(maps, 4, 0.4, True, True)
+    expected = np.concatenate([find(maps[:, :, t], 0.4)[:, :3] for t in range(4)])
+    np.testing.assert_array_equal(peaks[:, :3], expected)
+    assert offsets.tolist() == [0] + np.cumsum([len(find(maps[:, :, t], 0.4)) for t in range(4)]).tolist()
+    assert peaks[:, 3].tolist() == np.repeat(np.arange(4), np.diff(offsets)).tolist()
+    for t in range(4):  # the cells above the threshold, in raster order
+        np.testing.assert_array_equal(above[above_offsets[t]:above_offsets[t + 1]],
+                                      np.flatnonzero(maps[:, :, t].astype(np.float64) > 0.4))
 
 
 def test_plateau_gives_one_peak_and_border_peaks_count():
@@ -234,6 +249,28 @@ def test_fill_missing_shares_the_peak_of_two_keypoints_in_one_cell():
     assert max(plain) > 0.99 and min(plain) < 0.95, plain  # the assembly gives the wrist to one of them
 
 
+def test_pair_cache_holds_every_pair_score_both_ways():
+    rng = np.random.default_rng(11)
+    peaks = np.concatenate([rng.uniform(0, 13, (9, 2)), rng.uniform(0.2, 1, (9, 1)),
+                            np.sort(rng.integers(0, 3, (9, 1)), axis=0)], axis=1).astype(np.float32)
+    offsets = np.searchsorted(peaks[:, 3], [0, 1, 2, 3])
+    limbs = np.array([[0, 1], [1, 2], [2, 0]])
+    limb_maps = rng.uniform(0, 1, (14, 14, 3)).astype(np.float32) ** 0.2  # most samples pass
+    pair_offsets, cache = pair_cache(offsets, limbs)
+    out = np.zeros((20, 6), np.float32)
+    kernels.score_all_limbs(limb_maps, peaks, offsets, limbs, LIMB_PARAMS, out, pair_offsets, cache)
+    assert np.isnan(cache[pair_offsets[-1]:]).all()  # the B -> A half waits until it is asked for
+    for k, (a, b) in enumerate(limbs):
+        for i in range(offsets[a], offsets[a + 1]):
+            for j in range(offsets[b], offsets[b + 1]):
+                for first, second in ((i, j), (j, i)):
+                    expected = kernels.pair_score(limb_maps[:, :, k], peaks, first, second, LIMB_PARAMS)[0]
+                    got = kernels.cached_pair_score(limb_maps, peaks, offsets, limbs, LIMB_PARAMS, pair_offsets, cache,
+                                                    k, first, second)
+                    assert got == expected
+    assert not np.isnan(cache).any() and (cache > 0).sum() > 5
+
+
 def fill(second_limb_value, min_count=2):
     """Types 0, 1 held by person 0 at peaks 0, 1; peak 2 (type 2) is free; limbs 0-2 (all ones) and 1-2."""
     peaks = np.array([[1, 1, 0.9, 0], [8, 1, 0.8, 1], [4, 8, 0.7, 2]], np.float32)
@@ -241,8 +278,9 @@ def fill(second_limb_value, min_count=2):
     limb_maps[:, :, 1] = second_limb_value
     parts = np.array([[0, 1, -1]], np.int32)
     stats = np.array([[3.0, 2.0, 7.0]])
-    added = completion.fill_missing(limb_maps, peaks, np.array([0, 1, 2, 3]), np.array([[0, 2], [1, 2]]),
-                                    LIMB_PARAMS, min_count, parts, stats, 1)
+    offsets, limbs = np.array([0, 1, 2, 3]), np.array([[0, 2], [1, 2]])
+    added = completion.fill_missing(limb_maps, peaks, offsets, limbs, LIMB_PARAMS, *pair_cache(offsets, limbs),
+                                    min_count, parts, stats, 1)
     return added, parts, stats
 
 
@@ -294,8 +332,7 @@ m[5, 5:7] = 2.0  # a plateau
 out = np.zeros((m.size, 4), np.float32)
 n = kernels.find_peaks(m, 0.5, True, True, 2, out, 0)
 maps = rng.random((9, 11, 4)).astype(np.float32)  # non-contiguous channel slices
-out_all = np.zeros((200, 4), np.float32)
-n_all = kernels.find_peaks_all(maps, 3, 0.3, True, True, out_all)
+peaks_all, off_all, above, above_off = kernels.find_peaks_all(maps, 3, 0.3, True, True)
 peaks = out[:n].copy()
 peaks[:, 3] = np.arange(n) % 3
 peaks = peaks[np.argsort(peaks[:, 3], kind="stable")]
@@ -303,25 +340,33 @@ off = np.searchsorted(peaks[:, 3], [0, 1, 2, 3])
 limb = rng.random((14, 17)).astype(np.float32)
 conns = np.zeros((200, 6), np.float32)
 limb_maps = np.stack([limb, limb[::-1], limb[:, ::-1]], axis=2)
+from simplepose.decode.grouping import pair_cache
+pair_offsets, cache = pair_cache(off, np.array([[0, 1], [1, 2], [0, 2]]))
 c = kernels.score_all_limbs(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0, 2]]),
-                            np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), conns)
+                            np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), conns, pair_offsets, cache)
+scored = cache.copy()
 conns = conns[:c]
 order = np.argsort(-conns[:, 5], kind="stable")
 pm = np.full((len(peaks), 3), -1, np.int32); sm = np.zeros((len(peaks), 3))
-nm = assembly_kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm, limb_maps, np.array([[0, 1], [1, 2], [0, 2]]),
-                                     np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), True)
+nm = assembly_kernels.assemble_merge(peaks, conns, order, 0.0, pm, sm, limb_maps, off,
+                                     np.array([[0, 1], [1, 2], [0, 2]]), np.array([0.2, 0.5, 5, 20, 2.0, 7.0]),
+                                     pair_offsets, cache, True)
 pp = np.full((len(peaks), 3), -1, np.int32); sp = np.zeros((len(peaks), 3))
 npub = assembly_kernels.assemble_published(peaks, conns, 4.0, 0.85, pp, sp)
 from simplepose.decode import completion, split_peaks
 pf, sf = pm[:nm].copy(), sm[:nm].copy()
 n_fill = completion.fill_missing(limb_maps, peaks, off, np.array([[0, 1], [1, 2], [0, 2]]),
-                                 np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), 2, pf, sf, nm)
-grouped = out_all[:n_all]
-off_all = np.searchsorted(grouped[:, 3], [0, 1, 2, 3])
-split = np.zeros((200, 4), np.float32)
-n_split = split_peaks.find_split_peaks_all(maps, grouped, off_all, 0.3, 0.05, True, split)
-res = {"peaks": peaks.tolist(), "peaks_all": out_all[:n_all].tolist(), "conns": conns.tolist(),
-       "fill": [n_fill, pf.tolist(), sf.tolist()], "split": split[:n_split].tolist(),
+                                 np.array([0.2, 0.5, 5, 20, 2.0, 7.0]), pair_offsets, cache, 2, pf, sf, nm)
+split, off_split = split_peaks.add_split_peaks(maps, peaks_all, off_all, above, above_off, 0.3, 0.05, True)
+fin_parts, fin_stats = assembly_kernels.finish_people(peaks, pf, sf, True, 1, 0.3)
+shares = assembly_kernels.keypoint_shares(peaks, fin_parts, True)
+joined = completion.join_fragments(np.array([[0, 1, -1], [-1, -1, 2], [3, -1, -1]], np.int32), rng.random((3, 3)),
+                                   rng.random(3), np.array([0, 1, 2]), np.array([-1, 0, 1]))
+res = {"finish": [fin_parts.tolist(), fin_stats.tolist()], "shares": shares.tolist(),
+       "join": [joined[0].tolist(), joined[1].tolist(), joined[2].tolist()],
+       "peaks": peaks.tolist(), "peaks_all": peaks_all.tolist(), "conns": conns.tolist(),
+       "scored": np.nan_to_num(scored, nan=-9).tolist(), "cache": np.nan_to_num(cache, nan=-9).tolist(),
+       "fill": [n_fill, pf.tolist(), sf.tolist()], "split": split.tolist(), "split_offsets": off_split.tolist(),
        "merge": [pm[:nm].tolist(), sm[:nm].tolist()],
        "published": [pp[:npub].tolist(), sp[:npub].tolist()],
        "bilinear": float(kernels.bilinear(limb, 3.3, 7.9)),
@@ -341,10 +386,12 @@ def _run_kernels(disable_jit: bool) -> dict:
 def test_numba_kernels_match_plain_python():
     jit, plain = _run_kernels(False), _run_kernels(True)
     assert len(plain["peaks"]) > 10 and len(plain["conns"]) > 3 and len(plain["merge"][0]) > 1
-    assert plain["fill"][0] > 0 and len(plain["split"]) > 0
-    for key in ("peaks", "peaks_all", "conns", "bilinear", "segment", "split"):
+    assert plain["fill"][0] > 0 and len(plain["split"]) > len(plain["peaks_all"])
+    assert jit["split_offsets"] == plain["split_offsets"]
+    assert len(plain["finish"][0]) > len(plain["fill"][1]) and plain["join"][0][3] == [0, 1, 2]
+    for key in ("peaks", "peaks_all", "conns", "bilinear", "segment", "split", "scored", "cache", "shares"):
         np.testing.assert_allclose(np.asarray(jit[key], float), np.asarray(plain[key], float), rtol=1e-5, atol=1e-6)
-    for key in ("merge", "published", "fill"):
+    for key in ("merge", "published", "fill", "finish", "join"):
         assert jit[key][0] == plain[key][0]
         np.testing.assert_allclose(jit[key][1], plain[key][1], rtol=1e-5)
     np.testing.assert_allclose(jit["fill"][2], plain["fill"][2], rtol=1e-5)  # person totals after the fill

@@ -1,10 +1,12 @@
 """Decoding maps into people: peaks (merged ones split), limb scoring, greedy grouping, fill-in (numba kernels)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from simplepose.decode.grouping import (GroupingParams, assemble, fragment_owners, joined_guesses, person_scores,
-                                        score_connections, to_poses)
+from simplepose.decode.grouping import (GroupingParams, assemble, fragment_owners, joined_guesses, pair_cache,
+                                        person_scores, score_connections, to_poses)
 from simplepose.decode.peaks import find_all_peaks
 from simplepose.pose import Pose
 
@@ -12,7 +14,14 @@ __all__ = ["decode", "grouping_params", "warm_up"]
 
 
 def grouping_params(params) -> GroupingParams:
-    """The grouping thresholds of an ``InferenceConfig``."""
+    """The grouping thresholds of an ``InferenceConfig`` (cached: a decoder asks for them on every image)."""
+    try:
+        return _cached_grouping_params(params)
+    except TypeError:  # params that cannot be hashed
+        return _grouping_params(params)
+
+
+def _grouping_params(params) -> GroupingParams:
     return GroupingParams(
         limb_threshold=params.limb_threshold, limb_min_fraction=params.limb_min_fraction,
         min_samples=params.limb_min_samples, max_samples=params.limb_max_samples,
@@ -22,6 +31,9 @@ def grouping_params(params) -> GroupingParams:
         fill_missing=params.fill_missing, fill_min_keypoints=params.fill_min_keypoints,
         person_score=params.person_score, fragment_reach=params.fragment_reach, verify_merges=params.verify_merges,
         joined_guesses=params.joined_guesses)
+
+
+_cached_grouping_params = functools.lru_cache(maxsize=16)(_grouping_params)
 
 
 def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose]:
@@ -47,12 +59,18 @@ def decode(keypoint_maps, limb_maps, skeleton, stride: int, params) -> list[Pose
     limb_maps = np.asarray(limb_maps, dtype=np.float32)
     if keypoint_maps.shape[:2] != limb_maps.shape[:2]:
         raise ValueError(f"keypoint maps {keypoint_maps.shape} and limb maps {limb_maps.shape} differ in size")
+    if limb_maps.ndim != 3 or limb_maps.shape[2] != skeleton.num_limbs:
+        raise ValueError(f"expected (h, w, {skeleton.num_limbs}) limb maps, got {limb_maps.shape}")
     peaks, offsets = find_all_peaks(keypoint_maps, skeleton.num_keypoints, params.peak_threshold,
                                     refine=params.peak_refine, smoothing=params.peak_smoothing,
                                     max_peaks=params.max_peaks, split_margin=params.peak_split_margin)
+    if not len(peaks):  # nobody
+        return []
     gp = grouping_params(params)
-    conns = score_connections(limb_maps, peaks, offsets, skeleton.limbs, gp)
-    parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, skeleton.limbs)
+    limbs = skeleton.limb_array
+    pairs = pair_cache(offsets, limbs)  # every limb pair is scored once
+    conns = score_connections(limb_maps, peaks, offsets, limbs, gp, pairs)
+    parts, stats = assemble(peaks, conns, skeleton.num_keypoints, gp, limb_maps, offsets, limbs, pairs)
     scores = None
     if gp.mode == "improved":
         owners = fragment_owners(peaks, parts, stats, gp, skeleton.reach)

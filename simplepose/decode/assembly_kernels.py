@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from simplepose.decode.kernels import (CONN_A, CONN_B, CONN_LENGTH, CONN_LIMB, CONN_SCORE, PEAK_SCORE, PEAK_TYPE,
-                                       pair_score)
+                                       cached_pair_score)
 
 
 @njit(cache=True, nogil=True)
@@ -40,7 +40,7 @@ def _merge_into(parts, stats, owner, ra, rb, s, length):
 
 
 @njit(cache=True, nogil=True)
-def _merge_supported(limb_maps, peaks, limbs, limb_params, parts, ra, rb):
+def _merge_supported(limb_maps, peaks, offsets, limbs, limb_params, pair_offsets, cache, parts, ra, rb):
     """Whether more of the limbs between person ra's keypoints and person rb's pass the limb test than fail it.
 
     The connection that proposes the merge is one of them (it passed).
@@ -53,7 +53,7 @@ def _merge_supported(limb_maps, peaks, limbs, limb_params, parts, ra, rb):
             i, j = parts[rb, a], parts[ra, b]
         if i < 0 or j < 0:
             continue
-        s, _ = pair_score(limb_maps[:, :, k], peaks, i, j, limb_params)
+        s = cached_pair_score(limb_maps, peaks, offsets, limbs, limb_params, pair_offsets, cache, k, i, j)
         if s > 0.0:
             passed += 1
         else:
@@ -62,7 +62,7 @@ def _merge_supported(limb_maps, peaks, limbs, limb_params, parts, ra, rb):
 
 
 @njit(cache=True, nogil=True)
-def _extension_supported(limb_maps, peaks, limbs, limb_params, parts, r, t, j, known):
+def _extension_supported(limb_maps, peaks, offsets, limbs, limb_params, pair_offsets, cache, parts, r, t, j, known):
     """Whether more of the limbs between peak j (type t) and person r's keypoints pass the limb test than
     fail it; limb ``known`` (the proposing connection) passed already and is not scored again."""
     passed, failed = 1, 0
@@ -73,7 +73,7 @@ def _extension_supported(limb_maps, peaks, limbs, limb_params, parts, r, t, j, k
         src = parts[r, b] if a == t else parts[r, a]
         if src < 0:
             continue
-        s, _ = pair_score(limb_maps[:, :, k], peaks, src, j, limb_params)
+        s = cached_pair_score(limb_maps, peaks, offsets, limbs, limb_params, pair_offsets, cache, k, src, j)
         if s > 0.0:
             passed += 1
         else:
@@ -82,7 +82,8 @@ def _extension_supported(limb_maps, peaks, limbs, limb_params, parts, r, t, j, k
 
 
 @njit(cache=True, nogil=True)
-def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats, limb_maps, limbs, limb_params, verify):
+def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats, limb_maps, offsets, limbs, limb_params,
+                   pair_offsets, cache, verify):
     """Greedy assembly over all connections in ``order`` (best first), merging fragments.
 
     A connection joins the people holding its two peaks when no keypoint type would then be held
@@ -98,15 +99,17 @@ def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats, limb_map
         order: the connection rows to process, in processing order.
         parts: output, filled with -1 by the caller: peak row per person and keypoint type.
         stats: output: ``[total score, keypoint count, longest limb]`` per person.
-        limb_maps, limbs, limb_params: the maps, limb pairs and limb test of ``kernels.pair_score``
-            (used with ``verify``).
+        limb_maps, offsets, limbs, limb_params: the maps, peak offsets, limb pairs and limb test of
+            ``kernels.pair_score`` (used with ``verify``).
+        pair_offsets, cache: the pair scores of ``kernels.cached_pair_score`` (used with ``verify``).
         verify: check merges against the other limbs between the two people.
 
     Returns:
         the number of person slots used; a slot merged into another has count 0.
 
     Shapes: ``peaks (P, 4)``, ``conns (C, 6)``, ``order (C,)``, ``parts (P, K)`` int32, ``stats (P, 3)``,
-    ``limb_maps (h, w, L)``, ``limbs (L, 2)`` int64, ``limb_params (6,)``.
+    ``limb_maps (h, w, L)``, ``offsets (K + 1,)``, ``limbs (L, 2)`` int64, ``limb_params (6,)``,
+    ``pair_offsets (L + 1,)``, ``cache (2 * pair_offsets[L],)``.
     """
     owner = np.full(peaks.shape[0], -1, dtype=np.int64)
     n = 0
@@ -123,12 +126,14 @@ def assemble_merge(peaks, conns, order, max_length_ratio, parts, stats, limb_map
         if ra == rb or (max_length_ratio > 0.0 and length > max_length_ratio * stats[r, 2]):
             continue
         if ra >= 0 and rb >= 0:
-            if not verify or _merge_supported(limb_maps, peaks, limbs, limb_params, parts, ra, rb):
+            if not verify or _merge_supported(limb_maps, peaks, offsets, limbs, limb_params, pair_offsets, cache,
+                                              parts, ra, rb):
                 _merge_into(parts, stats, owner, ra, rb, s, length)
             continue
         new, tnew = (a, ta) if ra < 0 else (b, tb)
-        if parts[r, tnew] < 0 and verify and not _extension_supported(limb_maps, peaks, limbs, limb_params, parts, r,
-                                                                      tnew, new, int(conns[k, CONN_LIMB])):
+        if parts[r, tnew] < 0 and verify and not _extension_supported(
+                limb_maps, peaks, offsets, limbs, limb_params, pair_offsets, cache, parts, r, tnew, new,
+                int(conns[k, CONN_LIMB])):
             continue
         if parts[r, tnew] < 0:
             parts[r, tnew] = new
@@ -240,3 +245,55 @@ def assemble_published(peaks, conns, len_rate, tolerance, parts, stats):
             limb_scores[n, tb] = s
             n = _new_person(parts, stats, n, a, ta, b, tb, s, length, peaks)
     return n
+
+
+@njit(cache=True, nogil=True)
+def finish_people(peaks, parts, stats, singletons, min_count, min_mean_score):
+    """The people with at least ``min_count`` keypoints and a total of at least ``min_mean_score`` per keypoint,
+    then (with ``singletons``), in peak order, a one-keypoint person for every peak nobody holds (total: its
+    score, count 1, longest limb 0) that passes the same tests.
+
+    Shapes: ``peaks (P, 4)``, ``parts (N, K)`` int32, ``stats (N, 3)`` -> ``(M, K)`` int32, ``(M, 3)``.
+    """
+    held = np.zeros(peaks.shape[0], dtype=np.bool_)
+    for r in range(parts.shape[0]):
+        for t in range(parts.shape[1]):
+            if parts[r, t] >= 0:
+                held[parts[r, t]] = True
+    free = peaks.shape[0] - np.count_nonzero(held) if singletons else 0
+    out_parts = np.full((parts.shape[0] + free, parts.shape[1]), -1, dtype=np.int32)
+    out_stats = np.zeros((parts.shape[0] + free, 3))
+    n = 0
+    for r in range(parts.shape[0]):
+        if stats[r, 1] >= min_count and stats[r, 0] >= min_mean_score * max(stats[r, 1], 1.0):
+            out_parts[n] = parts[r]
+            out_stats[n] = stats[r]
+            n += 1
+    for p in range(peaks.shape[0] if singletons else 0):
+        if not held[p] and 1.0 >= min_count and np.float64(peaks[p, PEAK_SCORE]) >= min_mean_score * 1.0:
+            out_parts[n, int(peaks[p, PEAK_TYPE])] = p
+            out_stats[n, 0] = peaks[p, PEAK_SCORE]
+            out_stats[n, 1] = 1.0
+            n += 1
+    return out_parts[:n], out_stats[:n]
+
+
+@njit(cache=True, nogil=True)
+def keypoint_shares(peaks, parts, shared):
+    """Every person's keypoint scores (0 where absent); with ``shared``, a peak that n people hold counts 1/n in each.
+
+    Shapes: ``peaks (P, 4)``, ``parts (N, K)`` int32 -> ``(N, K)`` float64.
+    """
+    holders = np.zeros(peaks.shape[0], dtype=np.int64)
+    if shared:
+        for r in range(parts.shape[0]):
+            for t in range(parts.shape[1]):
+                if parts[r, t] >= 0:
+                    holders[parts[r, t]] += 1
+    out = np.zeros(parts.shape)
+    for r in range(parts.shape[0]):
+        for t in range(parts.shape[1]):
+            i = parts[r, t]
+            if i >= 0:
+                out[r, t] = np.float64(peaks[i, PEAK_SCORE]) / max(holders[i], 1)
+    return out

@@ -11,24 +11,49 @@ import math
 import numpy as np
 from numba import njit
 
-from simplepose.decode.kernels import PEAK_SCORE, PEAK_X, PEAK_Y, pair_score
+from simplepose.decode.kernels import PEAK_SCORE, PEAK_X, PEAK_Y, cached_pair_score
 
 
 @njit(cache=True, nogil=True)
-def _support(limb_maps, peaks, limbs, params, parts, r, t, j):
-    """Limbs between peak j (type t) and person r's keypoints: (sum of passing scores, passed, failed)."""
-    total, passed, failed = 0.0, 0, 0
+def limbs_by_type(limbs, num_types):
+    """The limbs that touch each keypoint type, in limb order.
+
+    Type t's limbs are ``touch[touch_offsets[t]:touch_offsets[t + 1]]``.
+
+    Shapes: ``limbs (L, 2)`` -> ``touch (<= 2 L,)`` int64, ``touch_offsets (num_types + 1,)`` int64.
+    """
+    touch_offsets = np.zeros(num_types + 1, dtype=np.int64)
+    for k in range(limbs.shape[0]):
+        touch_offsets[limbs[k, 0] + 1] += 1
+        if limbs[k, 1] != limbs[k, 0]:
+            touch_offsets[limbs[k, 1] + 1] += 1
+    for t in range(num_types):
+        touch_offsets[t + 1] += touch_offsets[t]
+    touch = np.empty(touch_offsets[-1], dtype=np.int64)
+    fill = touch_offsets[:-1].copy()
     for k in range(limbs.shape[0]):
         a, b = limbs[k, 0], limbs[k, 1]
-        if a == t:
-            src = parts[r, b]
-        elif b == t:
-            src = parts[r, a]
-        else:
-            continue
+        touch[fill[a]] = k
+        fill[a] += 1
+        if b != a:
+            touch[fill[b]] = k
+            fill[b] += 1
+    return touch, touch_offsets
+
+
+@njit(cache=True, nogil=True)
+def _support(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, touch, touch_offsets, parts, r, t, j):
+    """Limbs between peak j (type t) and person r's keypoints: (sum of passing scores, passed, failed).
+
+    ``touch``, ``touch_offsets``: :func:`limbs_by_type`.
+    """
+    total, passed, failed = 0.0, 0, 0
+    for q in range(touch_offsets[t], touch_offsets[t + 1]):
+        k = touch[q]
+        src = parts[r, limbs[k, 1]] if limbs[k, 0] == t else parts[r, limbs[k, 0]]
         if src < 0:
             continue
-        s, _ = pair_score(limb_maps[:, :, k], peaks, src, j, params)
+        s = cached_pair_score(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, k, src, j)
         if s > 0.0:
             total += s
             passed += 1
@@ -38,22 +63,40 @@ def _support(limb_maps, peaks, limbs, params, parts, r, t, j):
 
 
 @njit(cache=True, nogil=True)
-def _best_fill(limb_maps, peaks, offsets, limbs, params, parts, r, t):
+def _best_fill(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, touch, touch_offsets, parts, r, t):
     """The peak of type t that most limbs to person r's keypoints support (more passing than failing).
 
     Returns:
         ``(peak row, sum of its passing limb scores)``, or ``(-1, 0)``.
     """
     best, best_total = -1, 0.0
+    linked = False  # no limb from the person's keypoints reaches type t: nothing can pass
+    for q in range(touch_offsets[t], touch_offsets[t + 1]):
+        k = touch[q]
+        linked = linked or (parts[r, limbs[k, 1]] if limbs[k, 0] == t else parts[r, limbs[k, 0]]) >= 0
+    if not linked:
+        return best, best_total
     for j in range(offsets[t], offsets[t + 1]):
-        total, passed, failed = _support(limb_maps, peaks, limbs, params, parts, r, t, j)
+        total, passed, failed = _support(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, touch,
+                                         touch_offsets, parts, r, t, j)
         if passed > failed and total > best_total:
             best, best_total = j, total
     return best, best_total
 
 
 @njit(cache=True, nogil=True)
-def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, stats, n):
+def _reached(fresh, limbs, touch, touch_offsets, r, t):
+    """Whether a limb joins type t to a type that person r gained in its last pass (``fresh``): only then can
+    :func:`_best_fill` find more for t than it did before (it depends on t's limb neighbours only)."""
+    for q in range(touch_offsets[t], touch_offsets[t + 1]):
+        k = touch[q]
+        if fresh[r, limbs[k, 1] if limbs[k, 0] == t else limbs[k, 0]]:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def fill_missing(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, min_count, parts, stats, n):
     """Give people the keypoint types they lack when limbs from their keypoints support a peak.
 
     Among the peaks of a missing type, the one with the largest sum of passing limb scores wins, provided
@@ -68,6 +111,7 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, sta
         limb_maps, peaks, offsets, limbs: as in ``kernels.score_all_limbs``.
         params: the limb test ``[limb_threshold, min_fraction, min_samples, max_samples,
             samples_per_cell, distance_scale]`` of ``kernels.score_limb`` (``kernels.pair_score``).
+        pair_offsets, cache: the pair scores of ``kernels.cached_pair_score`` (filled in as needed).
         parts, stats: people from the assembly, updated in place (total score, count).
         n: the number of person rows in use.
 
@@ -75,12 +119,14 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, sta
         the number of keypoints added.
 
     Shapes: ``limb_maps (h, w, L)``; ``peaks (P, 4)``; ``offsets (K + 1,)``; ``limbs (L, 2)``;
-    ``parts (N, K)`` int32; ``stats (N, 3)``.
+    ``pair_offsets (L + 1,)``; ``cache (2 * pair_offsets[L],)``; ``parts (N, K)`` int32; ``stats (N, 3)``.
     """
     added = 0
     found = np.full(parts.shape[1], -1, dtype=np.int64)
     support = np.zeros(parts.shape[1])
+    touch, touch_offsets = limbs_by_type(limbs, parts.shape[1])
     dirty = np.ones(n, dtype=np.bool_)  # a person that gained nothing in a pass gains nothing later
+    fresh = np.ones(parts.shape, dtype=np.bool_)  # the types each person gained in its last pass (first: all)
     for _ in range(parts.shape[1]):
         changed = False
         for r in range(n):
@@ -89,9 +135,11 @@ def fill_missing(limb_maps, peaks, offsets, limbs, params, min_count, parts, sta
             dirty[r] = False
             for t in range(parts.shape[1]):  # every type sees the person as it was before this pass
                 found[t] = -1
-                if parts[r, t] < 0:
-                    found[t], support[t] = _best_fill(limb_maps, peaks, offsets, limbs, params, parts, r, t)
+                if parts[r, t] < 0 and _reached(fresh, limbs, touch, touch_offsets, r, t):
+                    found[t], support[t] = _best_fill(limb_maps, peaks, offsets, limbs, params, pair_offsets,
+                                                      cache, touch, touch_offsets, parts, r, t)
             for t in range(parts.shape[1]):
+                fresh[r, t] = found[t] >= 0
                 if found[t] >= 0:
                     parts[r, t] = found[t]
                     stats[r, 0] += peaks[found[t], PEAK_SCORE] + support[t]
@@ -184,3 +232,39 @@ def count_owners(peaks, parts, stats, n, reach, slack):
                 owners[f] += 1
                 owner[f] = p
     return owners, owner
+
+
+@njit(cache=True, nogil=True)
+def join_fragments(parts, stats, scores, counts, owner):
+    """People plus, for every person with exactly one possible owner (``counts == 1``), the owner joined with it
+    (the fragment's keypoints over the owner's; the two totals and counts added), scored the fragment's score times
+    the lowest person score.
+
+    Shapes: ``parts (N, K)`` int32, ``stats (N, 3)``, ``scores (N,)``, ``counts (N,)``, ``owner (N,)`` as
+    :func:`count_owners` -> ``(N + J, K)`` int32, ``(N + J, 3)``, ``(N + J,)``.
+    """
+    n = parts.shape[0]
+    extra = 0
+    for f in range(n):
+        if counts[f] == 1:
+            extra += 1
+    out_parts = np.empty((n + extra, parts.shape[1]), dtype=np.int32)
+    out_stats = np.empty((n + extra, 3))
+    out_scores = np.empty(n + extra)
+    out_parts[:n] = parts
+    out_stats[:n] = stats
+    out_scores[:n] = scores
+    lowest = scores.min() if n else 0.0
+    k = n
+    for f in range(n):
+        if counts[f] != 1:
+            continue
+        o = owner[f]
+        for t in range(parts.shape[1]):
+            out_parts[k, t] = parts[f, t] if parts[f, t] >= 0 else parts[o, t]
+        out_stats[k, 0] = stats[o, 0] + stats[f, 0] * 1.0
+        out_stats[k, 1] = stats[o, 1] + stats[f, 1] * 1.0
+        out_stats[k, 2] = stats[o, 2] + stats[f, 2] * 0.0  # the owner's longest limb
+        out_scores[k] = scores[f] * lowest
+        k += 1
+    return out_parts, out_stats, out_scores

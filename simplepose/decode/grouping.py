@@ -39,10 +39,21 @@ def limb_test_params(params: GroupingParams, map_height: int) -> np.ndarray:
                     dtype=np.float64)
 
 
-def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams):
+def pair_cache(offsets, limbs):
+    """An empty cache of limb pair scores (``kernels.cached_pair_score``) for peaks grouped by ``offsets``.
+
+    :func:`score_connections` fills it with every pair it scores; :func:`assemble` looks the pairs up there.
+
+    Shapes: ``offsets (K + 1,)``, ``limbs (L, 2)`` -> ``(pair_offsets (L + 1,) int64, cache (2 * T,) float64)``.
+    """
+    return kernels.empty_pair_cache(np.asarray(offsets, np.int64), np.asarray(limbs, np.int64).reshape(-1, 2))
+
+
+def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams, pairs=None):
     """Candidate connections of every limb (a greedy one-to-one matching per limb), in limb order.
 
-    The seed's distance prior uses half the image height: here half the map height in cells.
+    The seed's distance prior uses half the image height: here half the map height in cells. ``pairs``, a
+    :func:`pair_cache`, receives the score of every pair.
 
     Shapes: ``limb_maps (h, w, L)``, ``peaks (P, 4)``, ``offsets (K + 1,)`` -> ``(C, 6)`` float32 rows
     ``[a, b, score, length, limb, rank]`` (lengths in cells).
@@ -52,18 +63,21 @@ def score_connections(limb_maps, peaks, offsets, limbs, params: GroupingParams):
         raise ValueError(f"expected (h, w, {len(limbs)}) limb maps, got {limb_maps.shape}")
     kparams = limb_test_params(params, limb_maps.shape[0])
     counts = np.diff(offsets)
-    capacity = int(sum(min(counts[a], counts[b]) for a, b in limbs))
-    out = np.zeros((capacity, 6), dtype=np.float32)
-    n = kernels.score_all_limbs(limb_maps, peaks, offsets, np.asarray(limbs, np.int64).reshape(-1, 2), kparams, out)
+    limbs = np.asarray(limbs, np.int64).reshape(-1, 2)
+    out = np.zeros((int(np.minimum(counts[limbs[:, 0]], counts[limbs[:, 1]]).sum()), 6), dtype=np.float32)
+    pair_offsets, cache = pair_cache(offsets, limbs) if pairs is None else pairs
+    n = kernels.score_all_limbs(limb_maps, peaks, offsets, limbs, kparams, out, pair_offsets, cache)
     return out[:n]
 
 
-def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps=None, offsets=None, limbs=None):
+def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps=None, offsets=None, limbs=None,
+             pairs=None):
     """Group connections into people, complete them (``improved`` mode) and drop weak ones.
 
     Args:
         limb_maps, offsets, limbs: the maps, peak offsets and limb pairs; needed by ``params.fill_missing``
             and ``params.verify_merges``.
+        pairs: the :func:`pair_cache` that :func:`score_connections` filled (else pairs are scored afresh).
 
     Returns:
         ``(parts, stats)``: peak row per person and keypoint type (-1 = absent) and
@@ -83,41 +97,36 @@ def assemble(peaks, conns, num_keypoints: int, params: GroupingParams, limb_maps
         verify = params.verify_merges and limb_maps is not None and limbs is not None
         maps = np.asarray(limb_maps if verify else np.zeros((1, 1, 1)), np.float32)
         limb_pairs = np.asarray(limbs if verify else np.zeros((0, 2)), np.int64).reshape(-1, 2)
+        if offsets is None:  # peaks are grouped by type
+            offsets = np.searchsorted(peaks[:, kernels.PEAK_TYPE], np.arange(num_keypoints + 1) - 0.5)
+        offsets = np.asarray(offsets, np.int64)
+        if pairs is None:
+            pairs = pair_cache(offsets, limbs if limbs is not None else limb_pairs)
         n = assembly_kernels.assemble_merge(peaks, conns, order, params.max_length_ratio, parts, stats, maps,
-                                            limb_pairs, limb_test_params(params, maps.shape[0]), verify)
+                                            offsets, limb_pairs, limb_test_params(params, maps.shape[0]), *pairs,
+                                            verify)
     else:
         raise ValueError(f"unknown grouping mode {params.mode!r}; expected 'improved' or 'published'")
     parts, stats = parts[:n], stats[:n]
     if params.mode == "improved":
-        _complete(peaks, parts, stats, params, limb_maps, offsets, limbs)
-    if params.min_keypoints <= 1:
-        parts, stats = _add_singletons(peaks, parts, stats)
-    count = stats[:, 1]
-    keep = (count >= max(params.min_keypoints, 1)) & (stats[:, 0] >= params.min_mean_score * np.maximum(count, 1))
-    return parts[keep], stats[keep]
+        _complete(peaks, parts, stats, params, limb_maps, offsets, limbs, pairs)
+    return assembly_kernels.finish_people(peaks, parts, stats, params.min_keypoints <= 1, max(params.min_keypoints, 1),
+                                          float(params.min_mean_score))
 
 
-def _complete(peaks, parts, stats, params: GroupingParams, limb_maps, offsets, limbs) -> None:
+def _complete(peaks, parts, stats, params: GroupingParams, limb_maps, offsets, limbs, pairs) -> None:
     """Limb-supported fill-in of missing keypoints (``completion.fill_missing``), in place."""
     if not params.fill_missing or not len(parts):
         return
     if limb_maps is None or offsets is None or limbs is None:
         raise ValueError("fill_missing needs the limb maps, peak offsets and limbs")
     limb_maps = np.asarray(limb_maps, np.float32)
-    completion.fill_missing(limb_maps, peaks, np.asarray(offsets, np.int64), np.asarray(limbs, np.int64).reshape(-1, 2),
-                            limb_test_params(params, limb_maps.shape[0]), max(int(params.fill_min_keypoints), 1),
-                            parts, stats, len(parts))
-
-
-def _add_singletons(peaks, parts, stats):
-    """Every peak no person holds becomes a one-keypoint person (total = its score)."""
-    held = np.zeros(len(peaks), dtype=bool)
-    held[parts[parts >= 0]] = True
-    free = np.flatnonzero(~held)
-    extra = np.full((len(free), parts.shape[1]), -1, dtype=np.int32)
-    extra[np.arange(len(free)), peaks[free, kernels.PEAK_TYPE].astype(int)] = free
-    extra_stats = np.stack([peaks[free, kernels.PEAK_SCORE], np.ones(len(free)), np.zeros(len(free))], axis=1)
-    return np.concatenate([parts, extra]), np.concatenate([stats, extra_stats])
+    limbs = np.asarray(limbs, np.int64).reshape(-1, 2)
+    offsets = np.asarray(offsets, np.int64)
+    if pairs is None:
+        pairs = pair_cache(offsets, limbs)
+    completion.fill_missing(limb_maps, peaks, offsets, limbs, limb_test_params(params, limb_maps.shape[0]), *pairs,
+                            max(int(params.fill_min_keypoints), 1), parts, stats, len(parts))
 
 
 def fragment_owners(peaks, parts, stats, params: GroupingParams, reach):
@@ -141,14 +150,12 @@ def person_scores(peaks, parts, stats, params: GroupingParams, owners=None) -> n
 
     Shapes: ``peaks (P, 4)``, ``parts (N, K)``, ``stats (N, 3)`` -> ``(N,)`` float64.
     """
-    present = parts >= 0
-    values = np.where(present, peaks[np.maximum(parts, 0), kernels.PEAK_SCORE], 0.0).astype(np.float64)
-    if params.person_score == "mean" or not len(parts):
-        return values.sum(axis=1) / parts.shape[1]
-    if params.person_score != "shared":
+    if params.person_score not in ("mean", "shared") and len(parts):
         raise ValueError(f"unknown person_score {params.person_score!r}; expected 'mean' or 'shared'")
-    holders = np.bincount(parts[present], minlength=len(peaks))
-    scores = (values / np.maximum(holders[np.maximum(parts, 0)], 1)).sum(axis=1) / parts.shape[1]
+    shared = params.person_score == "shared"
+    scores = assembly_kernels.keypoint_shares(peaks, parts, shared).sum(axis=1) / parts.shape[1]
+    if not shared or not len(parts):
+        return scores
     if owners is not None:
         scores /= 1.0 + owners[0]
     return scores
@@ -166,16 +173,9 @@ def joined_guesses(parts, stats, scores, owners):
     -> ``(N + J, K)``, ``(N + J, 3)``, ``(N + J,)``.
     """
     counts, owner = owners
-    fragments = np.flatnonzero(counts == 1)
-    if not len(fragments):
+    if not (counts == 1).any():
         return parts, stats, scores
-    joined = parts[owner[fragments]].copy()
-    own = parts[fragments] >= 0
-    joined[own] = parts[fragments][own]
-    extra = stats[owner[fragments]] + stats[fragments] * [1, 1, 0]
-    extra_scores = scores[fragments] * scores.min()
-    return (np.concatenate([parts, joined]), np.concatenate([stats, extra]),
-            np.concatenate([scores, extra_scores]))
+    return completion.join_fragments(parts, stats, np.asarray(scores, np.float64), counts, owner)
 
 
 def to_poses(peaks, parts, stats, stride: int, mode: str, scores=None) -> list[Pose]:
@@ -187,17 +187,13 @@ def to_poses(peaks, parts, stats, stride: int, mode: str, scores=None) -> list[P
 
     Shapes: ``parts (N, K)`` -> N poses with ``(K, 3)`` keypoints; ``scores (N,)``.
     """
-    num_keypoints = parts.shape[1]
-    present = (parts >= 0)[..., None]
-    rows = peaks[np.maximum(parts, 0)]  # (N, K, 4); absent keypoints are zeroed below
-    kp = np.zeros(parts.shape + (3,), dtype=np.float32)
-    kp[..., 0] = cell_to_pixel(rows[..., kernels.PEAK_X], stride)
-    kp[..., 1] = cell_to_pixel(rows[..., kernels.PEAK_Y], stride)
-    kp[..., 2] = rows[..., kernels.PEAK_SCORE]
-    kp *= present
+    rows = peaks[np.maximum(parts, 0), :kernels.PEAK_TYPE]  # (N, K, 3) [x, y, score]; absent keypoints zeroed below
+    rows[..., :2] = cell_to_pixel(rows[..., :2], stride)
+    rows *= (parts >= 0)[..., None]
     if mode == "published":
         scores = 1.0 - 1.0 / stats[:, 0]
     elif scores is None:
-        scores = kp[..., 2].sum(axis=1, dtype=np.float64) / num_keypoints
-    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
-    return [Pose(keypoints=kp[i], score=float(scores[i])) for i in order]
+        scores = rows[..., 2].sum(axis=1, dtype=np.float64) / parts.shape[1]
+    scores = np.asarray(scores, np.float64)
+    values = scores.tolist()
+    return [Pose(keypoints=rows[i], score=values[i]) for i in np.argsort(-scores, kind="stable").tolist()]

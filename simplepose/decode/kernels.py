@@ -1,4 +1,4 @@
-"""numba kernels of the bottom-up decoder: peak NMS, sub-pixel refinement, limb scoring.
+"""numba kernels of the bottom-up decoder: peak NMS, sub-pixel refinement, limb scoring (each pair once).
 
 Greedy assembly is in ``assembly_kernels``.
 
@@ -181,21 +181,62 @@ def pair_score(limb_map, peaks, i, j, params):
 
 
 @njit(cache=True, nogil=True)
-def _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params):
-    """Rows ``[a, b, score, length, rank]`` of the (A, B) pairs that pass the limb tests (see :func:`score_limb`)."""
-    cand = np.empty(((a_hi - a_lo) * (b_hi - b_lo), 5), dtype=np.float64)
+def _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params, cand, cache, base):
+    """Rows ``[a, b, score, length, rank]`` of the (A, B) pairs that pass the limb tests (see :func:`score_limb`),
+    written to ``cand`` by decreasing rank, equal ranks in pair order (a stable sort); returns their number.
+    Every pair's score (-1 if it fails) goes to ``cache[base + (i - a_lo) * (b_hi - b_lo) + j - b_lo]``.
+
+    Shapes: ``cand (>= (a_hi - a_lo) * (b_hi - b_lo), 5)`` float64; ``cache`` float64.
+    """
     n = 0
     for i in range(a_lo, a_hi):
         for j in range(b_lo, b_hi):
             score, length = pair_score(limb_map, peaks, i, j, params)
-            if score > 0.0:
-                cand[n, 0] = i
-                cand[n, 1] = j
-                cand[n, 2] = score
-                cand[n, 3] = length
-                cand[n, 4] = 0.5 * score + 0.25 * (peaks[i, PEAK_SCORE] + peaks[j, PEAK_SCORE])
-                n += 1
-    return cand[:n]
+            cache[base + (i - a_lo) * (b_hi - b_lo) + j - b_lo] = score
+            if score <= 0.0:
+                continue
+            rank = 0.5 * score + 0.25 * (peaks[i, PEAK_SCORE] + peaks[j, PEAK_SCORE])
+            k = n  # insertion sort: after every row ranked at least as high (few pairs pass)
+            while k > 0 and cand[k - 1, 4] < rank:
+                for col in range(5):
+                    cand[k, col] = cand[k - 1, col]
+                k -= 1
+            cand[k, 0] = i
+            cand[k, 1] = j
+            cand[k, 2] = score
+            cand[k, 3] = length
+            cand[k, 4] = rank
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _match_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count, cand, used_a, used_b, cache, base):
+    """:func:`score_limb` with scratch arrays ``cand`` (for :func:`_candidates`) and ``used_a``, ``used_b``
+    (at least as long as the two peak ranges; cleared here), keeping the pair scores in ``cache`` from ``base``."""
+    if a_hi == a_lo or b_hi == b_lo:
+        return count
+    n = _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params, cand, cache, base)
+    used_a[:a_hi - a_lo] = False
+    used_b[:b_hi - b_lo] = False
+    taken = 0
+    for k in range(n):
+        i, j = int(cand[k, 0]), int(cand[k, 1])
+        if used_a[i - a_lo] or used_b[j - b_lo] or count >= out.shape[0]:
+            continue
+        used_a[i - a_lo] = True
+        used_b[j - b_lo] = True
+        out[count, CONN_A] = i
+        out[count, CONN_B] = j
+        out[count, CONN_SCORE] = cand[k, 2]
+        out[count, CONN_LENGTH] = cand[k, 3]
+        out[count, CONN_LIMB] = limb
+        out[count, CONN_RANK] = cand[k, 4]
+        count += 1
+        taken += 1
+        if taken >= min(a_hi - a_lo, b_hi - b_lo):
+            break
+    return count
 
 
 @njit(cache=True, nogil=True)
@@ -218,55 +259,127 @@ def score_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count
 
     Shapes: ``limb_map (h, w)``; ``peaks (P, 4)``; ``params (6,)``; ``out (C, 6)`` float32.
     """
-    if a_hi == a_lo or b_hi == b_lo:
-        return count
-    cand = _candidates(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, params)
-    used_a = np.zeros(a_hi - a_lo, dtype=np.bool_)
-    used_b = np.zeros(b_hi - b_lo, dtype=np.bool_)
-    taken = 0
-    for k in np.argsort(-cand[:, 4], kind="mergesort"):
-        i, j = int(cand[k, 0]), int(cand[k, 1])
-        if used_a[i - a_lo] or used_b[j - b_lo] or count >= out.shape[0]:
-            continue
-        used_a[i - a_lo] = True
-        used_b[j - b_lo] = True
-        out[count, CONN_A] = i
-        out[count, CONN_B] = j
-        out[count, CONN_SCORE] = cand[k, 2]
-        out[count, CONN_LENGTH] = cand[k, 3]
-        out[count, CONN_LIMB] = limb
-        out[count, CONN_RANK] = cand[k, 4]
-        count += 1
-        taken += 1
-        if taken >= min(a_hi - a_lo, b_hi - b_lo):
-            break
-    return count
+    cand = np.empty(((a_hi - a_lo) * (b_hi - b_lo), 5))
+    used_a = np.empty(a_hi - a_lo, dtype=np.bool_)
+    used_b = np.empty(b_hi - b_lo, dtype=np.bool_)
+    cache = np.empty((a_hi - a_lo) * (b_hi - b_lo))
+    return _match_limb(limb_map, peaks, a_lo, a_hi, b_lo, b_hi, limb, params, out, count, cand, used_a, used_b,
+                       cache, 0)
 
 
 @njit(cache=True, nogil=True)
-def find_peaks_all(maps, num_types, threshold, refine, log_fit, out):
-    """:func:`find_peaks` over the first ``num_types`` channels; rows come out grouped by type.
+def find_peaks_all(maps, num_types, threshold, refine, log_fit):
+    """:func:`find_peaks` over the first ``num_types`` channels, in one pass over ``maps`` in memory order.
+
+    The pass visits every value once and keeps the cells above ``threshold``; the 3x3 NMS and the
+    refinement then run on those cells only (a crowded image has a few hundred of ``h * w * num_types``).
 
     Returns:
-        the number of rows used in ``out``.
+        ``(peaks, offsets, above, above_offsets)``: peak rows ``[x, y, score, type]``, type t in rows
+        ``offsets[t]:offsets[t + 1]`` in raster order (as :func:`find_peaks` per channel), and the cells above
+        ``threshold`` as flat indices ``r * w + c``, grouped by type the same way (for ``split_peaks``).
 
-    Shapes: ``maps (h, w, C >= num_types)``; ``out (P, 4)`` float32.
+    Shapes: ``maps (h, w, C >= num_types)`` -> ``peaks (P, 4)`` float32, ``offsets (num_types + 1,)`` int64,
+    ``above (M,)`` int64, ``above_offsets (num_types + 1,)`` int64.
     """
+    h, w = maps.shape[0], maps.shape[1]
+    keys = np.empty(h * w * num_types, dtype=np.int64)  # cells above threshold: type * h * w + r * w + c
+    above_offsets = np.zeros(num_types + 1, dtype=np.int64)
+    n = 0
+    for r in range(h):
+        for c in range(w):
+            for t in range(num_types):
+                if maps[r, c, t] > threshold:
+                    keys[n] = t * h * w + r * w + c
+                    above_offsets[t + 1] += 1
+                    n += 1
+    for t in range(num_types):
+        above_offsets[t + 1] += above_offsets[t]
+    above = np.empty(n, dtype=np.int64)  # a stable counting sort by type keeps the raster order within a type
+    fill = above_offsets[:-1].copy()
+    for i in range(n):
+        t = keys[i] // (h * w)
+        above[fill[t]] = keys[i] - t * h * w
+        fill[t] += 1
+    peaks = np.empty((n, 4), dtype=np.float32)
+    offsets = np.zeros(num_types + 1, dtype=np.int64)
     count = 0
     for t in range(num_types):
-        count = find_peaks(maps[:, :, t], threshold, refine, log_fit, t, out, count)
-    return count
+        m = maps[:, :, t]
+        for i in range(above_offsets[t], above_offsets[t + 1]):
+            r, c = above[i] // w, above[i] % w
+            v = m[r, c]
+            if not _is_peak(m, r, c, v):
+                continue
+            dx, dy = subpixel_offset(m, r, c, log_fit) if refine else (0.0, 0.0)
+            peaks[count, PEAK_X] = c + dx
+            peaks[count, PEAK_Y] = r + dy
+            peaks[count, PEAK_SCORE] = v
+            peaks[count, PEAK_TYPE] = t
+            count += 1
+        offsets[t + 1] = count
+    return peaks[:count], offsets, above, above_offsets
 
 
 @njit(cache=True, nogil=True)
-def score_all_limbs(limb_maps, peaks, offsets, limbs, params, out):
+def score_all_limbs(limb_maps, peaks, offsets, limbs, params, out, pair_offsets, cache):
     """:func:`score_limb` for every limb in order; returns the number of rows used in ``out``.
 
-    Shapes: ``limb_maps (h, w, L)``; ``offsets (K + 1,)``; ``limbs (L, 2)`` int; ``out (C, 6)``.
+    Every pair's score is also kept in ``cache`` for :func:`cached_pair_score` (its A -> B half; the B -> A
+    half is set to NaN, not computed).
+
+    Shapes: ``limb_maps (h, w, L)``; ``offsets (K + 1,)``; ``limbs (L, 2)`` int; ``out (C, 6)``;
+    ``pair_offsets (L + 1,)`` and ``cache`` as :func:`cached_pair_score`.
     """
+    most, pairs = 0, 0  # one set of scratch arrays serves every limb
+    for k in range(limbs.shape[0]):
+        a, b = limbs[k, 0], limbs[k, 1]
+        na, nb = offsets[a + 1] - offsets[a], offsets[b + 1] - offsets[b]
+        most, pairs = max(most, na, nb), max(pairs, na * nb)
+    cand = np.empty((pairs, 5))
+    used_a = np.empty(most, dtype=np.bool_)
+    used_b = np.empty(most, dtype=np.bool_)
+    cache[pair_offsets[-1]:] = np.nan
     count = 0
     for k in range(limbs.shape[0]):
         a, b = limbs[k, 0], limbs[k, 1]
-        count = score_limb(limb_maps[:, :, k], peaks, offsets[a], offsets[a + 1], offsets[b], offsets[b + 1],
-                           k, params, out, count)
+        count = _match_limb(limb_maps[:, :, k], peaks, offsets[a], offsets[a + 1], offsets[b], offsets[b + 1],
+                            k, params, out, count, cand, used_a, used_b, cache, pair_offsets[k])
     return count
+
+
+@njit(cache=True, nogil=True)
+def empty_pair_cache(offsets, limbs):
+    """``(pair_offsets, cache)`` for :func:`cached_pair_score`: nothing computed yet (all NaN).
+
+    Shapes: ``offsets (K + 1,)``, ``limbs (L, 2)`` -> ``(L + 1,)`` int64, ``(2 * pair_offsets[L],)`` float64.
+    """
+    pair_offsets = np.zeros(limbs.shape[0] + 1, dtype=np.int64)
+    for k in range(limbs.shape[0]):
+        a, b = limbs[k, 0], limbs[k, 1]
+        pair_offsets[k + 1] = pair_offsets[k] + (offsets[a + 1] - offsets[a]) * (offsets[b + 1] - offsets[b])
+    return pair_offsets, np.full(2 * pair_offsets[-1], np.nan)
+
+
+@njit(cache=True, nogil=True)
+def cached_pair_score(limb_maps, peaks, offsets, limbs, params, pair_offsets, cache, k, i, j):
+    """The score of :func:`pair_score` for limb k and peaks i -> j, computed once.
+
+    ``cache`` holds limb k's scores from A (rows ``offsets[a]:offsets[a + 1]``) to B from ``pair_offsets[k]``
+    (row-major over A, B) and from B to A from ``pair_offsets[L] + pair_offsets[k]`` (row-major over B, A):
+    a pair scored the other way samples the map from the other end, which may round differently. NaN: not
+    computed yet. The cache is valid for one set of peaks, maps and ``params``.
+
+    Shapes: ``limb_maps (h, w, L)``; ``peaks (P, 4)``; ``offsets (K + 1,)``; ``limbs (L, 2)``; ``params (6,)``;
+    ``pair_offsets (L + 1,)`` (the cumulative products of the limbs' peak counts); ``cache (2 * pair_offsets[L],)``
+    float64.
+    """
+    a, b = limbs[k, 0], limbs[k, 1]
+    na, nb = offsets[a + 1] - offsets[a], offsets[b + 1] - offsets[b]
+    if offsets[a] <= i < offsets[a + 1] and offsets[b] <= j < offsets[b + 1]:
+        slot = pair_offsets[k] + (i - offsets[a]) * nb + j - offsets[b]
+    else:
+        slot = pair_offsets[-1] + pair_offsets[k] + (i - offsets[b]) * na + j - offsets[a]
+    if math.isnan(cache[slot]):
+        cache[slot] = pair_score(limb_maps[:, :, k], peaks, i, j, params)[0]
+    return cache[slot]

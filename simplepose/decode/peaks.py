@@ -34,37 +34,22 @@ def find_all_peaks(keypoint_maps, num_keypoints: int, threshold: float, *, refin
     if smoothing > 0:
         smooth = cv2.GaussianBlur(np.ascontiguousarray(maps[:, :, :num_keypoints]), (0, 0), smoothing)
         maps = smooth.reshape(maps.shape[:2] + (num_keypoints,))
-    out = np.zeros((maps.shape[0] * maps.shape[1] * num_keypoints // 4 + 1, 4), dtype=np.float32)
-    count = kernels.find_peaks_all(maps, num_keypoints, float(threshold), bool(refine), bool(log_fit), out)
-    peaks = out[:count]
-    if split_margin > 0 and count:
-        peaks = _add_split_peaks(maps, peaks, num_keypoints, threshold, split_margin, refine)
-        count = len(peaks)
-    types = peaks[:, kernels.PEAK_TYPE].astype(np.int64)
+    peaks, offsets, above, above_offsets = kernels.find_peaks_all(maps, num_keypoints, float(threshold), bool(refine),
+                                                                  bool(log_fit))
+    if split_margin > 0 and len(peaks):
+        peaks, offsets = split_peaks.add_split_peaks(maps, peaks, offsets, above, above_offsets, float(threshold),
+                                                     float(split_margin), bool(refine))
+    count = len(peaks)
+    counts = np.diff(offsets)
     if smoothing > 0 and count:  # scores are the unsmoothed values at the peak cell
+        types = peaks[:, kernels.PEAK_TYPE].astype(np.int64)
         rows = np.clip(np.rint(peaks[:, 1]).astype(int), 0, raw.shape[0] - 1)
         cols = np.clip(np.rint(peaks[:, 0]).astype(int), 0, raw.shape[1] - 1)
         peaks[:, kernels.PEAK_SCORE] = raw[rows, cols, types]
-    counts = np.bincount(types, minlength=num_keypoints)
     if counts.max(initial=0) > max_peaks:  # keep the best max_peaks of each type, still grouped by type
+        types = peaks[:, kernels.PEAK_TYPE].astype(np.int64)
         order = np.lexsort((-peaks[:, kernels.PEAK_SCORE], types))
-        rank = np.arange(count) - np.repeat(np.cumsum(counts) - counts, counts)
+        rank = np.arange(count) - np.repeat(offsets[:-1], counts)
         peaks = peaks[order][rank < max_peaks]
-        counts = np.minimum(counts, max_peaks)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return np.ascontiguousarray(peaks, dtype=np.float32), offsets
-
-
-def _add_split_peaks(maps, peaks, num_keypoints: int, threshold: float, margin: float, refine: bool):
-    """``peaks`` plus the ``split_peaks`` extras, still grouped by type.
-
-    Shapes: ``maps (h, w, C >= K)``, ``peaks (P, 4)`` grouped by type -> ``(P + E, 4)`` float32.
-    """
-    counts = np.bincount(peaks[:, kernels.PEAK_TYPE].astype(np.int64), minlength=num_keypoints)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    extra = np.zeros((maps.shape[0] * maps.shape[1] * num_keypoints // 4 + 1, 4), dtype=np.float32)
-    n = split_peaks.find_split_peaks_all(maps, peaks, offsets, float(threshold), float(margin), bool(refine), extra)
-    if n == 0:
-        return peaks
-    both = np.concatenate([peaks, extra[:n]])
-    return both[np.argsort(both[:, kernels.PEAK_TYPE], kind="stable")]
+        offsets = np.concatenate([[0], np.cumsum(np.minimum(counts, max_peaks))]).astype(np.int64)
+    return peaks, offsets
