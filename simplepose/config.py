@@ -45,6 +45,10 @@ class AugmentConfig:
     #: Scale jitter range.
     scale_min: float = 0.8
     scale_max: float = 1.2
+    #: If > 0, every sample is scaled so that its whole source image is this many crop pixels high (the
+    #: predictor's geometry at scale 1 with ``inference.box_size`` = this), instead of bringing the main person
+    #: to ``target_dist`` of the crop: people keep their relative sizes. The jitter still multiplies it.
+    image_height: float = 0.0
     #: Rotation is uniform in [-max_rotate_deg, max_rotate_deg].
     max_rotate_deg: float = 40.0
     #: Centre shift, uniform in [-center_shift_px, center_shift_px] crop pixels on each axis.
@@ -424,6 +428,8 @@ def _validate(cfg: Config) -> None:
     a = cfg.augment
     if not 0 < a.scale_min <= a.scale_max:
         raise ConfigError(f"augment.scale_min={a.scale_min} and scale_max={a.scale_max}: need 0 < min <= max")
+    if a.image_height < 0:
+        raise ConfigError(f"augment.image_height={a.image_height}: need >= 0 (0: scale by the main person)")
     for name in ("scale_prob", "flip_prob", "tint_prob"):
         if not 0.0 <= getattr(a, name) <= 1.0:
             raise ConfigError(f"augment.{name}={getattr(a, name)}: must be a probability in [0, 1]")

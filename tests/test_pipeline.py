@@ -53,6 +53,22 @@ def test_validation_centres_the_main_person(reader):
         np.testing.assert_allclose(sample.keypoints[0, labelled, :2], expected[labelled], atol=1e-3)
 
 
+def test_image_height_gives_every_sample_of_an_image_the_test_scale(reader):
+    """With ``augment.image_height`` H the source image is H crop pixels high: scale H / image height, the
+    same for every person of the image whatever their size, still centred on the main person."""
+    cfg = CFG.with_overrides(["augment.image_height=100"])
+    for index in range(min(len(reader), 6)):
+        raw = reader.raw(index)
+        sample = pipeline.augment_sample(reader, index, np.random.default_rng(0), cfg, train=False)
+        kp = cfg.skeleton.from_coco(raw.keypoints)
+        s = 100.0 / raw.height
+        expected = (kp[..., :2] - raw.center) * s + 63.5
+        labelled = kp[..., 2] > 0
+        np.testing.assert_allclose(sample.keypoints[..., :2][labelled], expected[labelled], atol=1e-3)
+    with pytest.raises(Exception, match="image_height"):
+        CFG.with_overrides(["augment.image_height=-1"])
+
+
 def test_reduced_decode_is_aligned_with_full_decode(reader):
     """A small target height forces a reduced decode; the crop must match the full decode's, unshifted.
 

@@ -56,7 +56,7 @@ def augment_sample(reader, index: int, rng: np.random.Generator, cfg, train: boo
     a, size, skeleton = cfg.augment, cfg.data.input_size, cfg.skeleton
     raw = reader.raw(index)
     clock.lap("read")
-    height = raw.scale if raw.scale > 0 else max(raw.height, raw.width) * a.target_dist
+    height = _reference_height(raw, a, size)
     matrix = augment.affine_matrix(raw.center, height, params, size, a.target_dist)
     reduce = 1
     if a.reduced_decode:
@@ -75,6 +75,15 @@ def augment_sample(reader, index: int, rng: np.random.Generator, cfg, train: boo
         image = augment.color_jitter(image, params.hsv)
     clock.lap("colour")
     return AugmentedSample(image=image, mask=mask, keypoints=keypoints, params=params, reduce=reduce)
+
+
+def _reference_height(raw, a, input_size: int) -> float:
+    """The source height (px) that ``augment.affine_matrix`` brings to ``target_dist`` of the crop: the main
+    person's bbox height; the image's longer side for a sample without one; with ``augment.image_height``,
+    the height that makes the whole image ``image_height`` crop pixels high."""
+    if a.image_height > 0:
+        return raw.height * a.target_dist * input_size / a.image_height
+    return raw.scale if raw.scale > 0 else max(raw.height, raw.width) * a.target_dist
 
 
 class _Clock:
