@@ -7,8 +7,9 @@ after every epoch the model is evaluated with pycocotools on the *same* images (
 This is a memorisation check of the chain (prep, pipeline, targets, loss, optimiser, decoder, COCO
 evaluation) on real photographs, crowds and masks: it says nothing about generalisation to unseen images.
 
-Training stops after ``--minutes`` (training and per-epoch evaluation together, prep and start-up excluded
-from the budget but reported) or ``train.epochs``. Each curve point also has the CPU time the process used
+Training stops before an epoch that would end past ``--minutes`` (training and per-epoch evaluation together,
+judged by the last epoch's length; prep and start-up excluded from the budget but reported) or after
+``train.epochs``. Each curve point also has the CPU time the process used
 (all its threads): on a shared machine it says how much of the cores the run actually got. Writes
 ``learning_curve.png`` (loss and AP against minutes) and ``curve.json`` into ``--out`` after every epoch;
 the last stdout line is one JSON object with the curve, the best AP, the minutes until AP first reached
@@ -58,6 +59,7 @@ class EvalEveryEpoch:
         class Callback(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
                 self.start, self.cpu_start = time.perf_counter(), time.process_time()
+                self.last_end = 0.0
                 self.eval_s = 0.0
 
             def on_epoch_end(self, epoch, logs=None):
@@ -75,7 +77,8 @@ class EvalEveryEpoch:
                          logs["loss"], metrics["AP"], metrics["AP50"], elapsed / 60, os.getloadavg()[0])
                 if on_point is not None:  # the curve so far is on disk while a long run goes on
                     on_point(curve)
-                if elapsed > budget_s:
+                epoch_s, self.last_end = elapsed - self.last_end, elapsed
+                if elapsed + epoch_s > budget_s:  # the next epoch would end past the budget
                     self.model.stop_training = True
 
         return Callback()
