@@ -86,6 +86,13 @@ def add_tta_args(parser: argparse.ArgumentParser) -> None:
                         help="average with the prediction on the mirrored image (default: the model's setting)")
 
 
+def add_boxes_from_arg(parser, default: str) -> None:
+    """``--boxes-from BOTTOMUP_MODEL`` (on ``parser`` or an argument group): a top-down model refines the people
+    a bottom-up model finds (``jobs.open_predictor``); ``default`` says where the boxes come from without it."""
+    parser.add_argument("--boxes-from", metavar="BOTTOMUP_MODEL", help="top-down models: boxes around the people "
+                        f"a bottom-up model finds (any saved format; --scales apply to it; default: {default})")
+
+
 def config_from_args(args, extra_overrides=()):
     """The config of ``--config`` (or the defaults) with ``--set`` and ``extra_overrides`` applied."""
     return load_config(args.config, list(args.overrides) + list(extra_overrides))

@@ -23,8 +23,7 @@ def parse_args(argv, prog=None):
     cli.add_tta_args(parser)
     parser.add_argument("--box", type=float, nargs=4, action="append", metavar=("X", "Y", "W", "H"),
                         help="top-down models: a person box (repeat for several; default: the whole image)")
-    parser.add_argument("--boxes-from", metavar="BOTTOMUP_MODEL", help="top-down models: boxes around the people "
-                        "a bottom-up model finds (any saved format)")
+    cli.add_boxes_from_arg(parser, "--box, else the whole image")
     cli.add_config_args(parser, model=True)
     return parser.parse_args(argv)
 

@@ -30,8 +30,7 @@ def parse_args(argv, prog=None):
     boxes = parser.add_mutually_exclusive_group()
     boxes.add_argument("--boxes", metavar="JSON", help="top-down: person boxes as COCO detection results "
                        "(default: ground-truth boxes)")
-    boxes.add_argument("--boxes-from", metavar="BOTTOMUP_MODEL", help="top-down: boxes around the people a "
-                       "bottom-up model finds (any saved format; --scales apply to it)")
+    cli.add_boxes_from_arg(boxes, "ground-truth boxes")
     parser.add_argument("--limit", type=cli.positive_int, metavar="N", help="evaluate the first N images only")
     parser.add_argument("--out", metavar="DIR", help="write results.json and metrics.json here")
     cli.add_config_args(parser, model=True)

@@ -22,8 +22,7 @@ def parse_args(argv, prog=None):
                         help="video file, image folder, quoted glob pattern, or webcam index (0, 1, ...)")
     parser.add_argument("--out", metavar="OUT.mp4", help="annotated video (.mp4 or .avi)")
     parser.add_argument("--json", metavar="OUT.jsonl", help="also write one JSON line of poses per frame")
-    parser.add_argument("--boxes-from", metavar="BOTTOMUP_MODEL", help="top-down models: boxes around the people "
-                        "a bottom-up model finds in each frame (any saved format; default: the whole frame)")
+    cli.add_boxes_from_arg(parser, "the whole frame")
     parser.add_argument("--fps", type=float, help="frame rate of an image folder (default 25)")
     parser.add_argument("--limit", type=int, metavar="N", help="stop after N frames")
     parser.add_argument("--no-tracking", action="store_true", help="no track ids (and no smoothing)")

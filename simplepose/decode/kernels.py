@@ -89,6 +89,17 @@ def subpixel_offset(m, r, c, log_fit):
 
 
 @njit(cache=True, nogil=True)
+def put_peak(out, row, m, r, c, channel, refine, log_fit):
+    """Write peak row ``out[row] = [x, y, m[r, c], channel]``, x and y with the sub-pixel offset of
+    :func:`subpixel_offset` when ``refine``."""
+    dx, dy = subpixel_offset(m, r, c, log_fit) if refine else (0.0, 0.0)
+    out[row, PEAK_X] = c + dx
+    out[row, PEAK_Y] = r + dy
+    out[row, PEAK_SCORE] = m[r, c]
+    out[row, PEAK_TYPE] = channel
+
+
+@njit(cache=True, nogil=True)
 def find_peaks(m, threshold, refine, log_fit, channel, out, count):
     """Append the peaks of one map to ``out`` starting at row ``count``; return the new count.
 
@@ -110,11 +121,7 @@ def find_peaks(m, threshold, refine, log_fit, channel, out, count):
             v = m[r, c]
             if v <= threshold or count >= out.shape[0] or not _is_peak(m, r, c, v):
                 continue
-            dx, dy = subpixel_offset(m, r, c, log_fit) if refine else (0.0, 0.0)
-            out[count, PEAK_X] = c + dx
-            out[count, PEAK_Y] = r + dy
-            out[count, PEAK_SCORE] = v
-            out[count, PEAK_TYPE] = channel
+            put_peak(out, count, m, r, c, channel, refine, log_fit)
             count += 1
     return count
 
@@ -311,11 +318,7 @@ def find_peaks_all(maps, num_types, threshold, refine, log_fit):
             v = m[r, c]
             if not _is_peak(m, r, c, v):
                 continue
-            dx, dy = subpixel_offset(m, r, c, log_fit) if refine else (0.0, 0.0)
-            peaks[count, PEAK_X] = c + dx
-            peaks[count, PEAK_Y] = r + dy
-            peaks[count, PEAK_SCORE] = v
-            peaks[count, PEAK_TYPE] = t
+            put_peak(peaks, count, m, r, c, t, refine, log_fit)
             count += 1
         offsets[t + 1] = count
     return peaks[:count], offsets, above, above_offsets

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit
 
-from simplepose.decode.kernels import PEAK_SCORE, PEAK_TYPE, PEAK_X, PEAK_Y, subpixel_offset
+from simplepose.decode.kernels import PEAK_SCORE, PEAK_TYPE, PEAK_X, PEAK_Y, put_peak, subpixel_offset
 
 #: A model explains nothing (less than ``exp(-_FAR)`` = 2e-5 of its peak) beyond this exponent: skipped.
 _FAR = 10.8
@@ -118,11 +118,7 @@ def find_split_peaks(m, cells, peaks, model, lo, hi, threshold, margin, refine, 
             if (c - peaks[p, PEAK_X]) ** 2 + (r - peaks[p, PEAK_Y]) ** 2 < 1.0:
                 top = False
         if top:
-            dx, dy = subpixel_offset(m, r, c, True) if refine else (0.0, 0.0)
-            out[count, PEAK_X] = c + dx
-            out[count, PEAK_Y] = r + dy
-            out[count, PEAK_SCORE] = m[r, c]
-            out[count, PEAK_TYPE] = channel
+            put_peak(out, count, m, r, c, channel, refine, True)
             count += 1
     return count
 
