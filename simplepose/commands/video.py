@@ -28,7 +28,8 @@ def parse_args(argv, prog=None):
     parser.add_argument("--no-tracking", action="store_true", help="no track ids (and no smoothing)")
     parser.add_argument("--no-smoothing", action="store_true", help="track ids, but raw keypoint positions")
     parser.add_argument("--max-age", type=int, default=15, help="frames a track survives unmatched")
-    parser.add_argument("--min-hits", type=int, default=3, help="matched frames before a track gets its id")
+    parser.add_argument("--min-hits", type=int, default=None,
+                        help="matched frames before a track gets its id (default: TrackerSettings.min_hits, 2)")
     parser.add_argument("--track-cost", choices=("oks", "iou", "oks+iou"), default="oks",
                         help="similarity used to match poses to tracks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -53,7 +54,8 @@ def main(argv=None, prog=None) -> int:
         if path:
             check_output_path(path)
     try:
-        settings = TrackerSettings(cost=args.track_cost, max_age=args.max_age, min_hits=args.min_hits)
+        settings = TrackerSettings(cost=args.track_cost, max_age=args.max_age,
+                                   min_hits=TrackerSettings.min_hits if args.min_hits is None else args.min_hits)
     except ValueError as e:
         raise cli.UserError(str(e)) from None
     source = open_source(args.source, fps=args.fps)
