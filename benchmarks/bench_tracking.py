@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
     parser.add_argument("--clips", type=int, default=10, help="generated clips (seeds first-seed, first-seed + 1, ...)")
     parser.add_argument("--first-seed", type=int, default=0,
-                        help="seed of the first clip (0: the held-out clips; 100 and 200: the ones the defaults were tuned on)")
+                        help="seed of the first clip (0: the held-out clips; 100 and 200: the ones the defaults "
+                             "were tuned on)")
     parser.add_argument("--frames", type=int, default=300, help="frames per clip")
     parser.add_argument("--people", type=int, default=4, help="people kept in the frame")
     parser.add_argument("--fps", type=float, default=25.0)

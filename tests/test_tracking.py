@@ -74,7 +74,8 @@ def moving_pose(frame, step=3.0):
 
 
 def test_min_hits_and_max_age():
-    tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(min_hits=3, max_age=4, confirm_first_frame=False), smoothing=None)
+    settings = TrackerSettings(min_hits=3, max_age=4, confirm_first_frame=False)
+    tracker = PoseTracker(COCO_SIGMAS, settings, smoothing=None)
     ids = [tracker.update([moving_pose(f)])[0].track_id for f in range(5)]
     assert ids == [None, None, 1, 1, 1]
     for f in range(5, 9):  # 4 missed frames: the track coasts on
