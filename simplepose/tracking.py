@@ -59,6 +59,12 @@ class TrackerSettings:
     #: stepping in or out; a stray peak of a bottom-up decoder) gets no id of its own. Tuning clips: with 1,
     #: every walker leaving the frame with one hand in view whose track was lost got a new id for a frame.
     min_keypoints: int = 2
+    #: A matched track whose predicted pose is at least this alike another track's keeps its velocity instead
+    #: of learning it from the pose it got: while two people overlap, which pose is whose is a guess, and a
+    #: wrong guess that also swapped their velocities would keep the swap once they part (as OC-SORT, the
+    #: motion is not learned from uncertain frames). Above 1: off. Tuning clips 100-139 / 200-239: wrong-id
+    #: frames 127 -> 26 / 270 -> 247 at 0.7 (0.5 helped the first set, hurt the second).
+    overlap_similarity: float = 0.7
     #: Tracks started in the first frame are confirmed at once: no earlier frame could have confirmed them, and
     #: waiting would leave everyone in the opening frames without an id (SORT and ByteTrack do the same).
     confirm_first_frame: bool = True
@@ -162,10 +168,10 @@ class _Track:
     def predicted(self, t: float) -> np.ndarray:
         return self.xy + self.velocity * (t - self.t)
 
-    def update(self, pose: Pose, mask, t: float) -> None:
+    def update(self, pose: Pose, mask, t: float, keep_velocity: bool = False) -> None:
         xy = np.asarray(pose.keypoints)[:, :2].astype(np.float64)
         shared = mask & self.mask
-        if shared.any() and t > self.t:
+        if shared.any() and t > self.t and not (keep_velocity and self.hits > 1):
             step = (xy[shared] - self.xy[shared]).mean(0) / (t - self.t)
             self.velocity = step if self.hits == 1 else 0.5 * self.velocity + 0.5 * step
         box = keypoint_box(xy, pose.present)
@@ -223,6 +229,7 @@ class PoseTracker:
         masks = [m if m.any() else np.asarray(p.keypoints)[:, 2] > 0 for m, p in zip(masks, poses)]
         pairs = self._match(poses, masks, t, image_size)
         matched = {d: tr for tr, d in pairs}
+        crowded = self._crowded([tr for tr, _ in pairs], t, image_size)
         for track in self.tracks:
             if track not in matched.values():
                 track.misses += 1
@@ -235,12 +242,34 @@ class PoseTracker:
                 track = _Track(pose, masks[d], t, len(self.sigmas), self.smoothing)
                 self.tracks.append(track)
             else:
-                track.update(pose, masks[d], t)
+                track.update(pose, masks[d], t, keep_velocity=track in crowded)
             if track.id is None and int(masks[d].sum()) >= s.min_keypoints and \
                     (track.hits >= s.min_hits or (s.confirm_first_frame and self.frame == 1)):
                 self.num_tracks += 1
                 track.id = self.num_tracks
             out.append(self._output(pose, track, t))
+        return out
+
+    def _crowded(self, tracks, t: float, image_size=None) -> set:
+        """Those of ``tracks`` whose predicted pose is at least ``settings.overlap_similarity`` alike another
+        track's (two people overlapping: which pose is whose is a guess). Only pairs whose predicted keypoint
+        boxes intersect are compared."""
+        threshold = self.settings.overlap_similarity
+        if threshold > 1 or len(self.tracks) < 2:
+            return set()
+        boxes = {id(tr): keypoint_box(tr.predicted(t), tr.mask) for tr in self.tracks}
+        out = set()
+        for a in tracks:
+            box_a, pose_a = boxes[id(a)], None
+            for b in self.tracks:
+                box_b = boxes[id(b)]
+                if b is a or box_a is None or box_b is None or box_iou(box_a, box_b) <= 0:
+                    continue
+                if pose_a is None:
+                    pose_a = Pose(np.concatenate([a.predicted(t), a.mask[:, None].astype(np.float64)], 1), 1.0)
+                if self.similarity(b, pose_a, a.mask, t, image_size) >= threshold:
+                    out.add(a)
+                    break
         return out
 
     def _match(self, poses, masks, t: float, image_size=None) -> list:

@@ -118,6 +118,31 @@ def test_a_lone_keypoint_gets_no_id_until_the_pose_shows_min_keypoints():
         TrackerSettings(min_keypoints=0)
 
 
+def test_overlapping_tracks_keep_their_velocities_apart_tracks_learn_them():
+    """Two people at one spot: their tracks keep the velocities they had (which pose is whose is a guess);
+    with ``overlap_similarity`` above 1, or for a person alone, the velocity follows the poses."""
+    for threshold, kept in ((0.7, True), (1.01, False)):
+        tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(overlap_similarity=threshold), smoothing=None)
+        for f in range(3):  # one walks right 2 px per frame, the other 6 px; they meet at x = 100 in frame 3
+            tracker.update(
+                           [_shifted(100 - 2 * (3 - f)), _shifted(100 - 6 * (3 - f))], timestamp=f / 25)
+        before = [tr.velocity.copy() for tr in tracker.tracks]
+        tracker.update([_shifted(100), _shifted(100.5)], timestamp=3 / 25)
+        after = [tr.velocity for tr in tracker.tracks]
+        assert all(np.allclose(a, b) for a, b in zip(after, before)) == kept, threshold
+    alone = PoseTracker(COCO_SIGMAS, smoothing=None)
+    for f in range(4):
+        alone.update([_shifted(10.0 * f)], timestamp=f / 25)
+    assert alone.tracks[0].velocity[0] == pytest.approx(250.0)  # 10 px per frame at 25 fps
+
+
+def _shifted(x):
+    kp = np.zeros((17, 3), np.float32)
+    kp[:, :2] = walking_pose(0.0, 100.0) + (x, 80.0)
+    kp[:, 2] = 1.0
+    return Pose(kp, 1.0)
+
+
 def test_a_track_leaving_the_frame_ends_instead_of_taking_over_a_newcomer():
     tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(min_hits=1), smoothing=None)
     leaving = [moving_pose(f, step=-12.0) for f in range(4)]  # walks out at the left edge
