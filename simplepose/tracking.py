@@ -171,6 +171,7 @@ class _Track:
     def update(self, pose: Pose, mask, t: float, keep_velocity: bool = False) -> None:
         xy = np.asarray(pose.keypoints)[:, :2].astype(np.float64)
         shared = mask & self.mask
+        # keep_velocity: not while the track has none yet (its first match gives it its first velocity).
         if shared.any() and t > self.t and not (keep_velocity and self.hits > 1):
             step = (xy[shared] - self.xy[shared]).mean(0) / (t - self.t)
             self.velocity = step if self.hits == 1 else 0.5 * self.velocity + 0.5 * step
@@ -257,19 +258,16 @@ class PoseTracker:
         threshold = self.settings.overlap_similarity
         if threshold > 1 or len(self.tracks) < 2:
             return set()
-        boxes = {id(tr): keypoint_box(tr.predicted(t), tr.mask) for tr in self.tracks}
+        predicted = {id(tr): tr.predicted(t) for tr in self.tracks}
+        boxes = {id(tr): keypoint_box(predicted[id(tr)], tr.mask) for tr in self.tracks}
         out = set()
         for a in tracks:
-            box_a, pose_a = boxes[id(a)], None
-            for b in self.tracks:
-                box_b = boxes[id(b)]
-                if b is a or box_a is None or box_b is None or box_iou(box_a, box_b) <= 0:
-                    continue
-                if pose_a is None:
-                    pose_a = Pose(np.concatenate([a.predicted(t), a.mask[:, None].astype(np.float64)], 1), 1.0)
-                if self.similarity(b, pose_a, a.mask, t, image_size) >= threshold:
-                    out.add(a)
-                    break
+            if boxes[id(a)] is None:
+                continue
+            pose_a = Pose(np.concatenate([predicted[id(a)], a.mask[:, None]], 1), 1.0)
+            if any(b is not a and boxes[id(b)] is not None and box_iou(boxes[id(a)], boxes[id(b)]) > 0
+                   and self.similarity(b, pose_a, a.mask, t, image_size) >= threshold for b in self.tracks):
+                out.add(a)
         return out
 
     def _match(self, poses, masks, t: float, image_size=None) -> list:

@@ -124,8 +124,7 @@ def test_overlapping_tracks_keep_their_velocities_apart_tracks_learn_them():
     for threshold, kept in ((0.7, True), (1.01, False)):
         tracker = PoseTracker(COCO_SIGMAS, TrackerSettings(overlap_similarity=threshold), smoothing=None)
         for f in range(3):  # one walks right 2 px per frame, the other 6 px; they meet at x = 100 in frame 3
-            tracker.update(
-                           [_shifted(100 - 2 * (3 - f)), _shifted(100 - 6 * (3 - f))], timestamp=f / 25)
+            tracker.update([_shifted(100 - 2 * (3 - f)), _shifted(100 - 6 * (3 - f))], timestamp=f / 25)
         before = [tr.velocity.copy() for tr in tracker.tracks]
         tracker.update([_shifted(100), _shifted(100.5)], timestamp=3 / 25)
         after = [tr.velocity for tr in tracker.tracks]
@@ -137,10 +136,10 @@ def test_overlapping_tracks_keep_their_velocities_apart_tracks_learn_them():
 
 
 def _shifted(x):
-    kp = np.zeros((17, 3), np.float32)
-    kp[:, :2] = walking_pose(0.0, 100.0) + (x, 80.0)
-    kp[:, 2] = 1.0
-    return Pose(kp, 1.0)
+    """``moving_pose``'s pose of frame 0 with its origin at ``x`` (the same stance wherever it is)."""
+    pose = moving_pose(0)
+    pose.keypoints[:, 0] += x - 40.0
+    return pose
 
 
 def test_a_track_leaving_the_frame_ends_instead_of_taking_over_a_newcomer():
