@@ -93,6 +93,9 @@ class ModelConfig:
     backbone_weights: str = "none"
     #: Conv kernel initialiser: ``gaussian`` (N(0, 0.01), published) or ``he_normal`` (training from scratch).
     kernel_init: str = "gaussian"
+    #: ``none`` (published: no normalisation) or ``batch`` (BatchNormalization after every hidden conv of the
+    #: bottom-up network; trains faster from scratch, no ImageNet weights then).
+    norm: str = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -401,6 +404,7 @@ _CHOICES = {
     ("targets", "limb_shape"): ("capsule", "seed_box"),
     ("augment", "interpolation"): ("linear", "cubic"),
     ("model", "kernel_init"): ("gaussian", "he_normal"),
+    ("model", "norm"): ("none", "batch"),
     ("loss", "kind"): ("focal_l2", "l2"),
     ("train", "optimizer"): ("adam", "sgd"),
     ("train", "strategy"): ("auto", "one", "mirrored", "multiworker"),

@@ -47,6 +47,8 @@ def test_yaml_round_trip(tmp_path):
     (["augment.flip_prob=1.5"], "probability"),
     (["inference.scales=[]"], "positive scales"),
     (["data.skeleton=coco99"], "expected one of"),
+    (["model.norm=group"], "expected one of none, batch"),
+    (["model.norm=batch", "model.backbone_weights=imagenet"], "VGG19 weights do not fit"),
 ])
 def test_bad_values_are_clear_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):

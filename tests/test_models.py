@@ -45,6 +45,24 @@ def test_no_batch_normalisation_and_gaussian_init(full_model):
     assert abs(kernel.std() - 0.01) < 0.0005 and abs(kernel.mean()) < 0.0005 and not bias.any()
 
 
+def test_batch_norm_option_normalises_every_hidden_conv(tmp_path):
+    model = build_model(load_config(TINY, ["model.norm=batch"]))
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    norms = {layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    hidden = [c for c in convs if f"{c.name}_bn" in norms]
+    assert len(norms) == len(hidden) == len(convs) - 2 * model.num_stages  # all but the prediction convs
+    assert not any(c.use_bias for c in hidden) and all(c.use_bias for c in convs if c not in hidden)
+    assert "block1_conv1_bn" in norms
+    x = np.random.default_rng(0).uniform(0, 255, (2, 40, 56, 3)).astype(np.float32)
+    before = model(x, training=False)
+    path = str(tmp_path / "bn.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.norm == "batch" and loaded.get_config() == model.get_config()
+    after = loaded(x, training=False)
+    np.testing.assert_array_equal(np.asarray(before["stage_1"]["limbs"]), np.asarray(after["stage_1"]["limbs"]))
+
+
 def test_vgg_layers_match_keras_vgg19(full_model, tmp_path):
     vgg = keras.applications.VGG19(weights=None, include_top=False)
     for name in VGG19_LAYER_NAMES:

@@ -26,6 +26,9 @@ class BottomUp(Method):
         if len(cfg.loss.stage_weights) != cfg.model.num_stages:
             raise ConfigError(f"loss.stage_weights has {len(cfg.loss.stage_weights)} entries but "
                               f"model.num_stages={cfg.model.num_stages}")
+        if cfg.model.norm != "none" and cfg.model.backbone_weights != "none":
+            raise ConfigError(f"model.norm={cfg.model.norm} has convs without biases, which VGG19 weights do not "
+                              f"fit: set model.backbone_weights=none (got {cfg.model.backbone_weights!r})")
 
     def head_meta(self, cfg) -> HeadMeta:
         skeleton = cfg.skeleton
@@ -96,7 +99,7 @@ class BottomUp(Method):
             num_limbs=skeleton.num_limbs, num_keypoint_channels=skeleton.num_keypoint_channels,
             num_stages=m.num_stages, architecture=m.architecture, width_multiplier=m.width_multiplier,
             backbone_width_multiplier=m.backbone_width_multiplier, weight_decay=cfg.loss.weight_decay,
-            kernel_init=m.kernel_init, seed=cfg.train.seed, head_meta=self.head_meta(cfg).to_dict(),
+            kernel_init=m.kernel_init, norm=m.norm, seed=cfg.train.seed, head_meta=self.head_meta(cfg).to_dict(),
             name=f"simplepose_{m.architecture}")
         if load_weights:
             load_backbone_weights(model, m.backbone_weights)

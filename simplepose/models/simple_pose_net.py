@@ -27,6 +27,7 @@ class SimplePoseNet(keras.Model):
         backbone_width_multiplier: scales the VGG widths (1.0 for ImageNet weights).
         weight_decay: L2 coefficient on conv kernels.
         kernel_init: ``gaussian`` (N(0, 0.01)) or ``he_normal``.
+        norm: ``none`` (published, no normalisation) or ``batch`` (BatchNormalization after every hidden conv).
         seed: initialiser seed (None = random).
         head_meta: the model's head contract (a ``simplepose.headmeta.HeadMeta`` or its dict): what the
             Predictor needs to use it (skeleton, stride, the run's inference settings). Stored in the config,
@@ -39,10 +40,10 @@ class SimplePoseNet(keras.Model):
 
     def __init__(self, num_limbs, num_keypoint_channels, num_stages=3, architecture="model3",
                  width_multiplier=1.0, backbone_width_multiplier=1.0, weight_decay=5e-4,
-                 kernel_init="gaussian", seed=None, head_meta=None, **kwargs):
+                 kernel_init="gaussian", seed=None, head_meta=None, norm="none", **kwargs):
         if architecture not in HEADS:
             raise ValueError(f"unknown architecture {architecture!r}; expected one of {', '.join(HEADS)}")
-        conv = ConvFactory(weight_decay, kernel_init, seed)
+        conv = ConvFactory(weight_decay, kernel_init, seed, norm)
         image = keras.Input((None, None, 3), dtype="float32", name="image")
         x = CaffePreprocess(name="preprocess", dtype="float32")(image)
         feats = vgg19_trunk(x, conv, backbone_width_multiplier)
@@ -58,6 +59,7 @@ class SimplePoseNet(keras.Model):
         self.backbone_width_multiplier = backbone_width_multiplier
         self.weight_decay = weight_decay
         self.kernel_init = kernel_init
+        self.norm = norm
         self.seed = seed
         self.head_meta = HeadMeta.coerce(head_meta)
 
@@ -99,7 +101,7 @@ class SimplePoseNet(keras.Model):
                 "num_keypoint_channels": self.num_keypoint_channels, "num_stages": self.num_stages,
                 "architecture": self.architecture, "width_multiplier": self.width_multiplier,
                 "backbone_width_multiplier": self.backbone_width_multiplier, "weight_decay": self.weight_decay,
-                "kernel_init": self.kernel_init, "seed": self.seed,
+                "kernel_init": self.kernel_init, "norm": self.norm, "seed": self.seed,
                 "head_meta": None if self.head_meta is None else self.head_meta.to_dict()}
 
     @classmethod

@@ -11,6 +11,8 @@ from simplepose.models.vgg_backbone import scaled
 #: Kernel initialisers by config name: the published N(0, 0.01), or He normal for training from scratch.
 #: ``he_normal`` keeps N(0, 0.01) for the prediction convs and scales the first conv for pixel inputs.
 INITIALIZERS = ("gaussian", "he_normal")
+#: Normalisation after each hidden conv by config name: none (published) or batch.
+NORMS = ("none", "batch")
 #: Rough standard deviation of mean-subtracted 0..255 pixels.
 PIXEL_STD = 58.0
 
@@ -22,13 +24,18 @@ class ConvFactory:
         weight_decay: Keras ``L2`` coefficient on kernels (0 = none); biases are not decayed.
         init: ``gaussian`` (N(0, 0.01), spec 4.2) or ``he_normal``.
         seed: base seed of the kernel initialisers (each layer gets its own offset).
+        norm: ``none`` (published: conv, bias, activation) or ``batch`` (conv without bias, BatchNormalization,
+            activation) for every conv but the prediction convs.
     """
 
-    def __init__(self, weight_decay: float, init: str = "gaussian", seed=None):
+    def __init__(self, weight_decay: float, init: str = "gaussian", seed=None, norm: str = "none"):
         if init not in INITIALIZERS:
             raise ValueError(f"unknown kernel initialiser {init!r}; expected one of {', '.join(INITIALIZERS)}")
+        if norm not in NORMS:
+            raise ValueError(f"unknown normalisation {norm!r}; expected one of {', '.join(NORMS)}")
         self.weight_decay = weight_decay
         self.init = init
+        self.norm = norm
         self.seed = seed
         self._count = 0
 
@@ -44,12 +51,19 @@ class ConvFactory:
     def __call__(self, x, filters, kernel, name, *, dilation=1, strides=1, activation="relu", dtype=None,
                  role="hidden"):
         """Apply a new conv layer to ``x``; ``role`` is ``input`` (first conv), ``hidden`` or ``output``."""
+        normed = self.norm == "batch" and role != "output"
         layer = layers.Conv2D(
-            filters, kernel, strides=strides, padding="same", dilation_rate=dilation, activation=activation,
+            filters, kernel, strides=strides, padding="same", dilation_rate=dilation,
+            activation=None if normed else activation, use_bias=not normed,
             kernel_initializer=self._initializer(role), bias_initializer="zeros",
             kernel_regularizer=keras.regularizers.L2(self.weight_decay) if self.weight_decay else None,
             name=name, dtype=dtype)
-        return layer(x)
+        x = layer(x)
+        if normed:
+            x = layers.BatchNormalization(name=f"{name}_bn", dtype=dtype)(x)
+            if activation is not None:
+                x = layers.Activation(activation, name=f"{name}_{activation}", dtype=dtype)(x)
+        return x
 
 
 def _chain(conv, x, prefix, widths, kernels, dilations):
