@@ -100,7 +100,7 @@ def plot_curve(curve, target, png_path, title):
     from simplepose.atomic import write_bytes
 
     minutes = [c["minutes"] for c in curve]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(minutes, [c["AP"] for c in curve], marker="o", color="tab:blue", label="AP (train images)")
     ax.plot(minutes, [c["AP50"] for c in curve], marker=".", color="tab:cyan", label="AP50")
     ax.axhline(target, color="gray", linestyle="--", linewidth=1, label=f"target AP {target}")
@@ -110,7 +110,8 @@ def plot_curve(curve, target, png_path, title):
     loss_ax.set(ylabel="training loss", yscale="log")
     lines = ax.get_legend_handles_labels()
     more = loss_ax.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="center right", fontsize=8)
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4,
+              fontsize=8, frameon=False)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=100)
