@@ -6,9 +6,10 @@ The whole real data path, from COCO JSON to AP: the train split's JSON and JPEGs
 after every epoch the model is evaluated with pycocotools on the *same* images (every image of the train JSON).
 This is a memorisation check of the chain (prep, pipeline, targets, loss, optimiser, decoder, COCO
 evaluation) on real photographs, crowds and masks: it says nothing about generalisation to unseen images.
-By default a crop is centred on every person with a labelled keypoint (``--crops every-person``): the
-evaluation counts them all, while the published preparation centres crops only on people with 5+ keypoints
-and 32x32 px (``--crops main-people``), so the others are learned only where they share a main person's crop.
+By default a crop is centred on every person with a labelled keypoint (``--crops every-person``; one near an
+already chosen person shares that crop): the evaluation counts them all, while the published preparation
+centres crops only on people with 5+ keypoints and 32x32 px (``--crops main-people``), so the others are
+learned only where they share a main person's crop.
 
 Training stops before an epoch that would end past ``--minutes`` (training and per-epoch evaluation together,
 judged by the last epoch's length; prep and start-up excluded from the budget but reported) or after

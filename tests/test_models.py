@@ -53,7 +53,12 @@ def test_batch_norm_option_normalises_every_hidden_conv(tmp_path):
     assert len(norms) == len(hidden) == len(convs) - 2 * model.num_stages  # all but the prediction convs
     assert not any(c.use_bias for c in hidden) and all(c.use_bias for c in convs if c not in hidden)
     assert "block1_conv1_bn" in norms
-    x = np.random.default_rng(0).uniform(0, 255, (2, 40, 56, 3)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # statistics other than the initial ones, so the round trip must carry them
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 1, layer.moving_mean.shape).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, layer.moving_variance.shape).astype(np.float32))
+    x = rng.uniform(0, 255, (2, 40, 56, 3)).astype(np.float32)
     before = model(x, training=False)
     path = str(tmp_path / "bn.keras")
     model.save(path)
